@@ -1,0 +1,3 @@
+from messengerd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,64 @@
+"""A received message, as every layer above the wire sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from messengerd.wire.text import DEFAULT_CODEPAGE, decode_text
+
+Path = Literal["session", "mailslot", "rpc"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One complete message: who sent it to whom, its text, and how and when it arrived."""
+
+    sender: str
+    recipient: str
+    text: str
+    path: Path
+    peer: str
+    received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    raw: bytes = b""
+    codepage: str = DEFAULT_CODEPAGE
+
+    @classmethod
+    def from_wire(
+        cls,
+        sender: bytes,
+        recipient: bytes,
+        text: bytes,
+        *,
+        path: Path,
+        peer: str,
+        codepage: str = DEFAULT_CODEPAGE,
+    ) -> Message:
+        """Decode the three OEM fields a sender put on the wire."""
+        return cls(
+            sender=decode_text(sender, codepage),
+            recipient=decode_text(recipient, codepage),
+            text=decode_text(text, codepage),
+            path=path,
+            peer=peer,
+            raw=text,
+            codepage=codepage,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The keys `messengerd run --json` prints."""
+        return {
+            "from": self.sender,
+            "to": self.recipient,
+            "text": self.text,
+            "received_at": self.received_at.isoformat(),
+            "path": self.path,
+            "peer": self.peer,
+        }
+
+    def one_line(self) -> str:
+        """`[time] FROM -> TO (path, peer): text`, line breaks shown as ' | '."""
+        when = self.received_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        text = self.text.replace("\n", " | ")
+        return f"[{when}] {self.sender} -> {self.recipient} ({self.path}, {self.peer}): {text}"

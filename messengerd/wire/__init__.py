@@ -1,0 +1,1 @@
+"""Bytes <-> typed packets. Every byte messengerd receives is parsed in this package."""
