@@ -1,0 +1,367 @@
+"""Inbox: durable before ack, group commit, duplicate suppression, and the history queries."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sqlite3
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from messengerd.inbox import (
+    DATABASE_NAME,
+    DUPLICATE_WINDOW,
+    SCHEMA_VERSION,
+    Inbox,
+    InboxError,
+    InboxFull,
+    StoredMessage,
+)
+from messengerd.message import Message
+
+T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
+WAIT = 10.0
+"""Seconds a test waits for the writer thread before it fails instead of hanging."""
+
+
+def message(
+    text: str = "Server SRV1 shuts down in 5 minutes",
+    sender: str = "ADMIN",
+    recipient: str = "BOB",
+    path: str = "session",
+    when: datetime = T0,
+    peer: str = "192.0.2.7:1025",
+) -> Message:
+    raw = text.encode("cp850")
+    return Message(sender, recipient, text, path, peer, when, raw=raw)  # type: ignore[arg-type]
+
+
+class Gate:
+    """An on_batch hook that holds the writer thread inside a batch until released."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+        self.sizes: list[int] = []
+
+    def __call__(self, size: int) -> None:
+        self.sizes.append(size)
+        self.entered.set()
+        self.release.wait(WAIT)
+
+    async def wait_entered(self) -> None:
+        async with asyncio.timeout(WAIT):
+            while not self.entered.is_set():
+                await asyncio.sleep(0.001)
+
+
+@pytest.fixture
+def inbox(tmp_path: Path) -> Iterator[Inbox]:
+    with Inbox(tmp_path) as inbox:
+        yield inbox
+
+
+@pytest.fixture
+def gate() -> Iterator[Gate]:
+    gate = Gate()
+    yield gate
+    gate.release.set()
+
+
+async def store_all(inbox: Inbox, messages: list[Message]) -> list[int]:
+    return [(await inbox.store(m)).id for m in messages]
+
+
+@pytest.mark.asyncio
+async def test_store_then_get_and_query_round_trip_every_field(inbox: Inbox):
+    wire = Message.from_wire(
+        b"ADMIN", b"BOB", b"\x99lstand M\x81ller\x14Zeile 2", path="rpc", peer="192.0.2.7:1025"
+    )
+    sent = dataclasses.replace(wire, received_at=T0)
+    result = await inbox.store(sent)
+    got = inbox.get(result.id)
+    assert got == StoredMessage.from_message(sent, id=result.id, read=False)
+    assert got.text == "Ölstand Müller\nZeile 2"
+    assert got.raw == b"\x99lstand M\x81ller\x14Zeile 2"
+    assert got.received_at == T0 and got.received_at.tzinfo == UTC
+    assert (got.path, got.peer, got.codepage) == ("rpc", "192.0.2.7:1025", "cp850")
+    assert not result.duplicate
+    assert inbox.query() == [got]
+
+
+@pytest.mark.asyncio
+async def test_received_at_in_another_zone_is_kept_as_the_same_instant_in_utc(inbox: Inbox):
+    local = T0.astimezone(timezone(timedelta(hours=2)))
+    result = await inbox.store(message(when=local))
+    got = inbox.get(result.id)
+    assert got.received_at == T0 and got.received_at.utcoffset() == timedelta(0)
+
+
+@pytest.mark.asyncio
+async def test_200_concurrent_stores_are_all_committed_with_unique_ids(inbox: Inbox):
+    results = await asyncio.gather(*(inbox.store(message(f"alert {i}")) for i in range(200)))
+    assert len({r.id for r in results}) == 200
+    assert not any(r.duplicate for r in results)
+    assert inbox.count() == 200
+    assert [m.text for m in inbox.query()] == [f"alert {i}" for i in range(200)]
+
+
+@pytest.mark.asyncio
+async def test_writes_queued_during_a_commit_share_the_next_transaction(tmp_path: Path, gate: Gate):
+    with Inbox(tmp_path, on_batch=gate) as inbox:
+        tasks = [asyncio.create_task(inbox.store(message(f"alert {i}"))) for i in range(200)]
+        await gate.wait_entered()
+        assert inbox.pending == 200
+        gate.release.set()
+        results = await asyncio.gather(*tasks)
+        assert sum(gate.sizes) == 200
+        # The writer took the first write(s) alone; all the others waited and went in one.
+        assert len(gate.sizes) <= 2
+        assert inbox.batches == len(gate.sizes)
+        assert inbox.count() == 200 == len({r.id for r in results})
+
+
+@pytest.mark.asyncio
+async def test_store_does_not_block_the_event_loop_while_a_commit_is_slow(
+    tmp_path: Path, gate: Gate
+):
+    with Inbox(tmp_path, on_batch=gate) as inbox:
+        store = asyncio.create_task(inbox.store(message()))
+        await gate.wait_entered()
+        ticks = 0
+        for _ in range(100):
+            await asyncio.sleep(0)
+            ticks += 1
+        assert ticks == 100 and not store.done()
+        gate.release.set()
+        result = await store
+        assert inbox.get(result.id) is not None
+
+
+@pytest.mark.asyncio
+async def test_store_beyond_the_pending_bound_raises_inbox_full(tmp_path: Path, gate: Gate):
+    with Inbox(tmp_path, on_batch=gate, max_pending=3) as inbox:
+        tasks = [asyncio.create_task(inbox.store(message(f"alert {i}"))) for i in range(3)]
+        await gate.wait_entered()
+        with pytest.raises(InboxFull, match="3 messages are waiting"):
+            await inbox.store(message("one too many"))
+        gate.release.set()
+        await asyncio.gather(*tasks)
+        await inbox.store(message("room again"))
+        assert inbox.count() == 4
+
+
+@pytest.mark.asyncio
+async def test_a_failed_batch_answers_its_callers_and_the_next_batch_stores(tmp_path: Path):
+    def fail_first(size: int) -> None:
+        if not failed:
+            failed.append(size)
+            raise sqlite3.OperationalError("disk I/O error")
+
+    failed: list[int] = []
+    async with Inbox(tmp_path, on_batch=fail_first) as inbox:
+        with pytest.raises(InboxError, match="disk I/O error"):
+            await inbox.store(message("lost"))
+        result = await inbox.store(message("kept"))
+        assert [m.text for m in inbox.query()] == ["kept"] and inbox.pending == 0
+        assert result.id == inbox.latest_id()
+
+
+@pytest.mark.asyncio
+async def test_same_message_within_the_window_is_stored_once_across_paths(inbox: Inbox):
+    first = await inbox.store(message(path="session"))
+    again = await inbox.store(
+        message(sender="admin", recipient="bob", path="mailslot", when=T0 + timedelta(seconds=5))
+    )
+    assert again.duplicate and again.id == first.id
+    assert inbox.count() == 1
+
+
+@pytest.mark.asyncio
+async def test_copies_arriving_together_on_three_paths_are_stored_once(inbox: Inbox):
+    paths = ["session", "mailslot", "rpc"]
+    copies = [message(path=p, when=T0 + timedelta(milliseconds=i)) for i, p in enumerate(paths)]
+    results = await asyncio.gather(*(inbox.store(c) for c in copies))
+    assert len({r.id for r in results}) == 1
+    assert sum(not r.duplicate for r in results) == 1
+    assert inbox.count() == 1
+
+
+@pytest.mark.asyncio
+async def test_same_message_outside_the_window_or_with_other_text_is_stored_again(inbox: Inbox):
+    later = T0 + timedelta(seconds=DUPLICATE_WINDOW + 1)
+    results = [
+        await inbox.store(message()),
+        await inbox.store(message(when=later)),
+        await inbox.store(message(text="server srv1 shuts down in 5 minutes")),
+        await inbox.store(message(recipient="ALICE")),
+    ]
+    assert not any(r.duplicate for r in results)
+    assert inbox.count() == 4
+
+
+@pytest.fixture
+def filled(inbox: Inbox) -> Inbox:
+    asyncio.run(
+        store_all(
+            inbox,
+            [
+                message("Backup finished", "ADMIN", "BOB", when=T0),
+                message("On battery power", "UPS", "*", "mailslot", T0 + timedelta(hours=1)),
+                message("Power restored", "ups", "ALICE", "rpc", T0 + timedelta(hours=2)),
+                message("Ölstand niedrig", "PLANT", "bob", when=T0 + timedelta(hours=3)),
+            ],
+        )
+    )
+    return inbox
+
+
+def texts(messages: list[StoredMessage]) -> list[str]:
+    return [m.text for m in messages]
+
+
+def test_query_filters_by_time_names_text_and_limit(filled: Inbox):
+    assert texts(filled.query(since=T0 + timedelta(hours=2))) == [
+        "Power restored",
+        "Ölstand niedrig",
+    ]
+    assert texts(filled.query(sender="Ups")) == ["On battery power", "Power restored"]
+    assert texts(filled.query(recipient="BOB")) == ["Backup finished", "Ölstand niedrig"]
+    assert texts(filled.query(grep="ÖLSTAND")) == ["Ölstand niedrig"]
+    assert texts(filled.query(grep="power", sender="UPS", recipient="alice")) == ["Power restored"]
+    # The newest N, still oldest first: what `history --limit N` prints.
+    assert texts(filled.query(limit=2)) == ["Power restored", "Ölstand niedrig"]
+    assert filled.query(limit=0) == []
+    assert filled.count(sender="ups") == 2
+
+
+def test_mark_read_sets_the_flag_and_unread_only_leaves_those_out(filled: Inbox):
+    first, second, *_ = filled.query()
+    assert filled.mark_read([first.id, second.id]) == 2
+    assert filled.mark_read([first.id]) == 0
+    assert filled.get(first.id).read
+    assert texts(filled.query(unread_only=True)) == ["Power restored", "Ölstand niedrig"]
+    assert filled.count(unread_only=True) == 2
+    assert filled.mark_read() == 2
+    assert filled.query(unread_only=True) == []
+    assert filled.mark_read([first.id], read=False) == 1
+    assert texts(filled.query(unread_only=True)) == ["Backup finished"]
+
+
+def test_after_returns_later_messages_for_following(filled: Inbox):
+    ids = [m.id for m in filled.query()]
+    assert filled.latest_id() == ids[-1]
+    assert texts(filled.after(ids[1])) == ["Power restored", "Ölstand niedrig"]
+    assert texts(filled.after(ids[1], sender="PLANT")) == ["Ölstand niedrig"]
+    assert filled.after(ids[-1]) == []
+
+
+def test_export_jsonl_writes_the_filtered_messages_one_object_a_line(filled: Inbox, tmp_path):
+    out = tmp_path / "export.jsonl"
+    assert filled.export_jsonl(out, sender="ups") == 2
+    lines = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [set(line) for line in lines] == [
+        {"id", "from", "to", "text", "received_at", "path", "peer", "codepage", "read"}
+    ] * 2
+    assert lines[1] == {
+        "id": 3,
+        "from": "ups",
+        "to": "ALICE",
+        "text": "Power restored",
+        "received_at": "2024-05-01T14:00:00.123456+00:00",
+        "path": "rpc",
+        "peer": "192.0.2.7:1025",
+        "codepage": "cp850",
+        "read": False,
+    }
+
+
+def test_empty_inbox_reads_as_empty(inbox: Inbox):
+    assert inbox.query() == [] and inbox.latest_id() == 0 and inbox.count() == 0
+    assert inbox.get(1) is None
+
+
+def test_inbox_file_is_wal_with_the_schema_version(inbox: Inbox, tmp_path: Path):
+    conn = sqlite3.connect(tmp_path / DATABASE_NAME)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    conn.close()
+
+
+def test_inbox_from_a_newer_messengerd_is_refused(tmp_path: Path):
+    Inbox(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / DATABASE_NAME)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(InboxError, match="newer messengerd"):
+        Inbox(tmp_path)
+
+
+def test_opening_without_create_leaves_an_empty_data_dir_alone(tmp_path: Path):
+    with pytest.raises(FileNotFoundError):
+        Inbox(tmp_path / "none", create=False)
+    assert not (tmp_path / "none").exists()
+    assert not Inbox.exists(tmp_path)
+
+
+@pytest.mark.asyncio
+async def test_a_second_inbox_on_the_same_directory_reads_what_the_first_stored(tmp_path: Path):
+    async with Inbox(tmp_path) as daemon_side:
+        result = await daemon_side.store(message())
+        reader = Inbox(tmp_path, create=False)
+        assert texts(reader.query()) == [message().text]
+        assert reader.mark_read([result.id]) == 1
+        assert daemon_side.get(result.id).read
+
+
+@pytest.mark.asyncio
+async def test_close_commits_the_writes_already_queued(tmp_path: Path):
+    inbox = Inbox(tmp_path)
+    tasks = [asyncio.create_task(inbox.store(message(f"alert {i}"))) for i in range(20)]
+    await asyncio.sleep(0)
+    await inbox.aclose()
+    assert len({(await task).id for task in tasks}) == 20
+    assert Inbox(tmp_path).count() == 20
+    with pytest.raises(InboxError, match="closed"):
+        await inbox.store(message("late"))
+
+
+CHILD = """
+import asyncio, sys, time
+from pathlib import Path
+from messengerd.inbox import Inbox
+from messengerd.message import Message
+
+async def main():
+    inbox = Inbox(Path(sys.argv[1]))
+    result = await inbox.store(Message("UPS", "BOB", "On battery", "mailslot", "192.0.2.9:138"))
+    print(result.id, flush=True)
+    time.sleep(60)
+
+asyncio.run(main())
+"""
+
+
+def test_a_message_stored_is_there_after_the_process_is_killed(tmp_path: Path):
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    watchdog = threading.Timer(WAIT, child.kill)
+    watchdog.start()
+    try:
+        stored = child.stdout.readline()
+    finally:
+        child.kill()  # SIGKILL on POSIX: no close(), no checkpoint, no atexit
+        child.wait()
+        watchdog.cancel()
+        child.stdout.close()
+    assert stored, "the child did not store a message"
+    got = Inbox(tmp_path, create=False).get(int(stored))
+    assert got is not None and got.text == "On battery" and got.path == "mailslot"
