@@ -71,7 +71,7 @@ def _message_id(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a message id") from None
 
 
-def add_history_parser(subparsers: Any) -> None:
+def add_parser(subparsers: Any) -> None:
     """Add `history` to the `messengerd` subcommands (the object add_subparsers returned)."""
     history = subparsers.add_parser(
         "history",

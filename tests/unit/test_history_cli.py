@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from messengerd import history
-from messengerd.history import add_history_parser, parse_since
+from messengerd.commands import history
+from messengerd.commands.history import add_parser as add_history_parser
+from messengerd.commands.history import parse_since
 from messengerd.inbox import Inbox
 from messengerd.message import Message
 

@@ -1,0 +1,194 @@
+"""The `messengerd` command: a thin layer over the same objects a library user gets."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from messengerd import __version__
+from messengerd.commands import history
+from messengerd.config import DaemonConfig, default_aliases, default_data_dir
+from messengerd.daemon import Daemon, ListenError
+from messengerd.delivery.console import ConsoleSink
+from messengerd.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from messengerd.inbox import InboxError
+from messengerd.lmerr import NetError
+from messengerd.wire.text import DEFAULT_CODEPAGE, check_codepage
+
+log = logging.getLogger("messengerd")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535; 0 = any free)")
+    return port
+
+
+def _ipv4(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 address") from None
+
+
+def add_daemon_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `messengerd run`, shared with `messengerd tray --standalone`."""
+    parser.add_argument(
+        "--bind",
+        type=_ipv4,
+        default="0.0.0.0",
+        metavar="ADDR",
+        help="address to listen on (default 0.0.0.0: every interface)",
+    )
+    parser.add_argument(
+        "--broadcast",
+        type=_ipv4,
+        metavar="ADDR",
+        help="broadcast address for name registrations (default: that of "
+        "the --bind interface, 127.255.255.255 for 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--name-port",
+        type=_port,
+        default=137,
+        metavar="N",
+        help="NetBIOS name service UDP port (default 137)",
+    )
+    parser.add_argument(
+        "--datagram-port",
+        type=_port,
+        default=138,
+        metavar="N",
+        help="NetBIOS datagram service UDP port (default 138)",
+    )
+    parser.add_argument(
+        "--session-port",
+        type=_port,
+        default=139,
+        metavar="N",
+        help="NetBIOS session service TCP port (default 139)",
+    )
+    parser.add_argument(
+        "--alias",
+        action="append",
+        metavar="NAME",
+        help="a name to receive messages under (repeatable; default: the "
+        "host name and the logged-in user)",
+    )
+    parser.add_argument(
+        "--workgroup",
+        action="append",
+        metavar="NAME",
+        help="a workgroup whose broadcast messages to take (default WORKGROUP)",
+    )
+    parser.add_argument(
+        "--codepage",
+        default=DEFAULT_CODEPAGE,
+        help=f"senders' OEM code page (default {DEFAULT_CODEPAGE})",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"where state is kept (default {default_data_dir()})",
+    )
+    parser.add_argument(
+        "--no-store",
+        dest="store",
+        action="store_false",
+        help="keep no inbox: acknowledge and show messages without storing them",
+    )
+
+
+def daemon_config(args: argparse.Namespace) -> DaemonConfig:
+    """A DaemonConfig from parsed options; UsageError for values that cannot work."""
+    try:
+        codepage = check_codepage(args.codepage)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    return DaemonConfig(
+        bind=args.bind,
+        broadcast=args.broadcast,
+        name_port=args.name_port,
+        datagram_port=args.datagram_port,
+        session_port=args.session_port,
+        aliases=args.alias if args.alias else default_aliases(),
+        workgroups=args.workgroup if args.workgroup else ["WORKGROUP"],
+        codepage=codepage,
+        data_dir=args.data_dir or default_data_dir(),
+        store=args.store,
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="messengerd",
+        description="Receive Windows Messenger-service messages (net send, WinPopup).",
+    )
+    parser.add_argument("--version", action="version", version=f"messengerd {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="receive messages and print them")
+    add_daemon_options(run)
+    run.add_argument("--json", action="store_true", help="print one JSON object per message")
+    run.set_defaults(handler=cmd_run)
+
+    for command in (history,):
+        command.add_parser(commands)
+    return parser
+
+
+async def _run_daemon(daemon: Daemon) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, AttributeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+    await daemon.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await daemon.stop()
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    config = daemon_config(args)
+    try:
+        daemon = Daemon(config, [ConsoleSink(json_lines=args.json)])
+    except NetError as exc:
+        raise UsageError(f"bad --alias: {exc}") from None
+    except InboxError as exc:
+        print(f"messengerd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run_daemon(daemon))
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="messengerd: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return args.handler(args)
+    except (UsageError, ListenError) as exc:
+        print(f"messengerd: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,1 @@
+"""One module per `messengerd` subcommand beside `run`, each with `add_parser(subparsers)`."""

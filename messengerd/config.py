@@ -1,0 +1,53 @@
+"""The daemon's settings, with Windows' defaults for the aliases and the standard ports."""
+
+from __future__ import annotations
+
+import getpass
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+from messengerd.wire.text import DEFAULT_CODEPAGE
+
+NAME_SERVICE_PORT = 137
+DATAGRAM_SERVICE_PORT = 138
+SESSION_SERVICE_PORT = 139
+"""The NetBIOS-over-TCP/IP ports (RFC 1002 §3)."""
+
+DEFAULT_WORKGROUP = "WORKGROUP"
+
+
+def default_aliases() -> list[str]:
+    """The host name and the logged-in user, as Windows' Messenger registered them."""
+    names = [socket.gethostname().split(".")[0]]
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = ""
+    if user and user.upper() != names[0].upper():
+        names.append(user)
+    return names
+
+
+def default_data_dir() -> Path:
+    """Where the alias table, the inbox and the control socket live by default."""
+    return Path(platformdirs.user_data_dir("messengerd", appauthor=False))
+
+
+@dataclass
+class DaemonConfig:
+    """Everything `messengerd run` can set."""
+
+    bind: str = "0.0.0.0"
+    broadcast: str | None = None
+    name_port: int = NAME_SERVICE_PORT
+    datagram_port: int = DATAGRAM_SERVICE_PORT
+    session_port: int = SESSION_SERVICE_PORT
+    aliases: list[str] = field(default_factory=default_aliases)
+    workgroups: list[str] = field(default_factory=lambda: [DEFAULT_WORKGROUP])
+    codepage: str = DEFAULT_CODEPAGE
+    data_dir: Path = field(default_factory=default_data_dir)
+    store: bool = True
+    """Keep every message in the inbox before acknowledging it; False only prints them."""

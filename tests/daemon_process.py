@@ -1,0 +1,109 @@
+"""A real `messengerd run` process on free loopback ports, for end-to-end and interop tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+READY = re.compile(
+    r"listening on (?P<bind>\S+): name (?P<name>\d+)/udp, datagram (?P<datagram>\d+)/udp, "
+    r"session (?P<session>\d+)/tcp"
+)
+START_TIMEOUT = 20.0
+
+
+class DaemonProcess:
+    """`python -m messengerd run --json` bound to 127.0.0.1, its messages read from stdout."""
+
+    def __init__(
+        self,
+        *args: str,
+        data_dir: Path,
+        bind: str = "127.0.0.1",
+        broadcast: str = "127.255.255.255",
+        ports: tuple[int, int, int] = (0, 0, 0),
+        netns: str | None = None,
+    ) -> None:
+        command = [
+            sys.executable, "-m", "messengerd", "-v", "run", "--json",
+            "--bind", bind, "--broadcast", broadcast,
+            "--name-port", str(ports[0]), "--datagram-port", str(ports[1]),
+            "--session-port", str(ports[2]),
+            "--data-dir", str(data_dir), *args,
+        ]  # fmt: skip
+        if netns:
+            command = ["ip", "netns", "exec", netns, *command]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            encoding="utf-8",
+            env=env,
+        )
+        self.messages: queue.Queue[dict] = queue.Queue()
+        self.log: list[str] = []
+        self.ports: dict[str, int] = {}
+        ready = threading.Event()
+
+        def read_stderr() -> None:
+            assert self.process.stderr is not None
+            for line in self.process.stderr:
+                self.log.append(line.rstrip("\n"))
+                match = READY.search(line)
+                if match:
+                    self.ports = {k: int(match[k]) for k in ("name", "datagram", "session")}
+                    ready.set()
+            ready.set()
+
+        def read_stdout() -> None:
+            assert self.process.stdout is not None
+            for line in self.process.stdout:
+                self.messages.put(json.loads(line))
+
+        threading.Thread(target=read_stderr, daemon=True).start()
+        threading.Thread(target=read_stdout, daemon=True).start()
+        ready.wait(START_TIMEOUT)
+        if not self.ports:
+            self.stop()
+            raise RuntimeError("messengerd did not start:\n" + "\n".join(self.log))
+
+    def next_message(self, timeout: float = 10.0) -> dict:
+        """The next message the daemon printed; AssertionError after `timeout` seconds."""
+        try:
+            return self.messages.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(
+                "no message arrived; daemon log:\n" + "\n".join(self.log)
+            ) from None
+
+    def no_message(self, wait: float = 0.5) -> bool:
+        """True when no message arrives within `wait` seconds."""
+        time.sleep(wait)
+        return self.messages.empty()
+
+    def stop(self) -> int:
+        """SIGINT, as Ctrl-C would; return the exit code."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def __enter__(self) -> DaemonProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

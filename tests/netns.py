@@ -1,0 +1,62 @@
+"""Two test hosts in network namespaces joined by a veth pair, on 198.51.100.0/24 only.
+
+Nothing crosses into the machine's own network: the namespaces have no route out.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from tests.conftest import need
+
+NETWORK = "198.51.100.0/24"
+SERVER_ADDRESS = "198.51.100.1"
+CLIENT_ADDRESS = "198.51.100.2"
+BROADCAST = "198.51.100.255"
+
+
+@dataclass
+class HostPair:
+    server: str
+    client: str
+
+    def run_in_client(self, *command: str, input: bytes | None = None, timeout: float = 30):
+        """Run a command on the client host; CompletedProcess with bytes output."""
+        return subprocess.run(
+            ["ip", "netns", "exec", self.client, *command],
+            input=input,
+            capture_output=True,
+            timeout=timeout,
+        )
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=10)
+
+
+def create_pair(tag: str) -> HostPair:
+    """Make the namespaces md-s-TAG and md-c-TAG (skip, or fail in CI, without root/ip)."""
+    need(os.geteuid() == 0, "network namespaces need root")
+    need(shutil.which("ip") is not None, "ip not installed (apt-get install iproute2)")
+    pair = HostPair(server=f"md-s-{tag}", client=f"md-c-{tag}")
+    destroy_pair(pair)
+    _ip("netns", "add", pair.server)
+    _ip("netns", "add", pair.client)
+    _ip("link", "add", "mds0", "netns", pair.server, "type", "veth",
+        "peer", "name", "mdc0", "netns", pair.client)  # fmt: skip
+    for namespace, device, address in (
+        (pair.server, "mds0", SERVER_ADDRESS),
+        (pair.client, "mdc0", CLIENT_ADDRESS),
+    ):
+        _ip("-n", namespace, "addr", "add", f"{address}/24", "brd", BROADCAST, "dev", device)
+        _ip("-n", namespace, "link", "set", device, "up")
+        _ip("-n", namespace, "link", "set", "lo", "up")
+    return pair
+
+
+def destroy_pair(pair: HostPair) -> None:
+    for namespace in (pair.server, pair.client):
+        subprocess.run(["ip", "netns", "del", namespace], capture_output=True, timeout=10)
