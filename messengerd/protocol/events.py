@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Protocol
 
+from messengerd.message import Path
 from messengerd.wire.names import NetBIOSName
-
-Path = Literal["session", "mailslot", "rpc"]
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,9 @@ class NetBIOSName:
         return self.name.decode(codepage, errors="replace")
 
     def __str__(self) -> str:
-        return f"{self.text()}<{self.suffix:02X}>"
+        # NUL padding (the node status wildcard `*`) is not part of what a person reads.
+        shown = self.name.rstrip(b"\x00").decode("cp850", errors="replace")
+        return f"{shown}<{self.suffix:02X}>"
 
 
 def encode_first_level(raw16: bytes, scope: bytes = b"") -> bytes:
@@ -109,6 +111,9 @@ def decode_first_level(data: bytes, offset: int = 0) -> tuple[NetBIOSName, int]:
         label = data[position : position + length]
         if len(label) != length:
             raise WireError("scope label is truncated")
+        if b"." in label:
+            # The scope is kept dotted, so a dot inside a label would re-encode differently.
+            raise WireError("scope label contains a dot")
         labels.append(label)
         position += length
         if position - offset > MAX_ENCODED_NAME_LENGTH:
@@ -145,5 +150,5 @@ def recipient_name(raw: bytes, codepage: str = "cp850") -> NetBIOSName | None:
     """
     try:
         return alias_name(raw.decode(codepage), codepage)
-    except (WireError, UnicodeDecodeError):
+    except (WireError, UnicodeError, LookupError):
         return None

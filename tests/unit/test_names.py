@@ -91,3 +91,17 @@ def test_every_16_byte_name_round_trips(raw, scope):
 def test_decoding_arbitrary_bytes_raises_only_wire_error(data, offset):
     with contextlib.suppress(WireError):
         decode_first_level(data, offset)
+
+
+def test_scope_label_with_a_dot_is_refused():
+    data = b"\x20" + b"A" * 32 + b"\x03a.b\x00"
+    with pytest.raises(WireError, match="dot"):
+        decode_first_level(data)
+
+
+def test_wildcard_name_prints_without_its_nul_padding():
+    assert str(NetBIOSName.from_bytes16(b"*" + b"\x00" * 15)) == "*<00>"
+
+
+def test_recipient_name_with_an_unknown_code_page_is_none():
+    assert recipient_name(b"BOB", "cp9999") is None
