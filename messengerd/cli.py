@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from messengerd import __version__
-from messengerd.commands import history
+from messengerd.commands import config as config_command
+from messengerd.commands import decode, history, send
 from messengerd.config import DaemonConfig, default_aliases, default_data_dir
 from messengerd.daemon import Daemon, ListenError
 from messengerd.delivery.console import ConsoleSink
@@ -145,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object per message")
     run.set_defaults(handler=cmd_run)
 
-    for command in (history,):
+    for command in (history, send, decode, config_command):
         command.add_parser(commands)
     return parser
 

@@ -1,0 +1,646 @@
+"""The sending side: NetMessageBufferSend over the session and mailslot paths
+([MS-MSRP] §3.2.4.4, RFC 1002 §4.2.12, §4.3, §4.4; PROTOCOL.md §3-5, §7).
+
+`send_message` is the asyncio core; `net_message_buffer_send` wraps it for plain code with the
+Win32 contract: it returns NERR_Success or raises NetError with NERR_NameNotFound,
+NERR_NetworkError or ERROR_INVALID_PARAMETER. Every byte sent comes from messengerd.wire.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, get_args
+
+from scapy.layers.smb import SMB_Header
+
+from messengerd import limits, lmerr
+from messengerd.config import (
+    DATAGRAM_SERVICE_PORT,
+    NAME_SERVICE_PORT,
+    SESSION_SERVICE_PORT,
+    default_computer_name,
+)
+from messengerd.lmerr import NetError
+from messengerd.netif import broadcast_for
+from messengerd.wire import nbss, smb
+from messengerd.wire.datagram import MESSENGER_DATAGRAM_BYTES, build_mailslot_datagrams
+from messengerd.wire.errors import WireError
+from messengerd.wire.names import (
+    MESSENGER_SUFFIX,
+    NETBIOS_NAME_LENGTH,
+    WORKSTATION_SUFFIX,
+    NetBIOSName,
+    alias_name,
+)
+from messengerd.wire.nbns import QueryResponse, build_name_query_request, parse_nbns
+from messengerd.wire.text import DEFAULT_CODEPAGE, MESSENGER_LINE_BREAK, check_codepage, encode_text
+
+log = logging.getLogger(__name__)
+
+Via = Literal["auto", "session", "mailslot"]
+VIAS: tuple[str, ...] = get_args(Via)
+
+CRLF = b"\r\n"
+"""The line break smbclient -M sends (PROTOCOL.md §8); Windows sent MESSENGER_LINE_BREAK."""
+
+MAX_SESSION_TEXT_BYTES = 1600
+"""Text bytes sent over a session. smbclient -M sends at most 1600 (PROTOCOL.md §4) and old
+smbd kept 1600 (msgbuf[1600]); Windows itself sent at most 652 ([MS-MSRP] §3.2.4.4). `auto`
+holds text to this bound too, since it tries the session first."""
+MAX_MAILSLOT_TEXT_BYTES = 4095
+"""Text bytes sent over the mailslot, over several datagrams: Windows showed at most 4095
+characters of a message (PROTOCOL.md §5)."""
+
+NAME_QUERY_RETRIES = 3
+"""BCAST_REQ_RETRY_COUNT: broadcast name queries sent before giving up (RFC 1002 §6)."""
+NAME_QUERY_INTERVAL = 0.25
+"""BCAST_REQ_RETRY_TIMEOUT: seconds to wait for an answer to each query (RFC 1002 §6)."""
+SESSION_TIMEOUT = 10.0
+"""Seconds allowed for the TCP connect and for each reply on the session. Windows' NetBT gave
+up on a session setup after about that long; a receiver answers a message command at once."""
+MAX_REPLY_FRAME = limits.MAX_SESSION_FRAME
+"""Largest session frame read from a receiver: replies are 39 bytes, so more is not one."""
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """How a message went out: the path, the receiver's address and port, and the pieces.
+
+    `pieces` counts D7 blocks on a multi-block session, datagrams on the mailslot, and is 1
+    for a D0.
+    """
+
+    path: Literal["session", "mailslot"]
+    address: str
+    port: int
+    pieces: int
+    multi_block: bool = False
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A message as it goes on the wire: OEM From, the alias called, OEM text."""
+
+    sender: bytes
+    recipient: NetBIOSName
+    text: bytes
+    calling: NetBIOSName
+    """Our own name in the SESSION REQUEST and as the datagrams' SOURCE_NAME."""
+
+
+class _Unreachable(NetError):
+    """No session could be opened (refused, timed out, reset): `auto` may try the mailslot."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(lmerr.NERR_NetworkError, detail)
+
+
+class _SingleBlockRejected(Exception):
+    """The receiver closed the session or answered ERRunknownsmb to a D0 (smbd without a
+    NEGOTIATE does the first): the same text goes again as D5/D7/D6."""
+
+
+def computer_name(codepage: str = DEFAULT_CODEPAGE) -> str:
+    """This host's name as Windows used it for its messages: upper case, at most 15 bytes."""
+    name = default_computer_name().upper() or "MESSENGERD"
+    raw = name.encode(codepage, errors="replace")[:NETBIOS_NAME_LENGTH]
+    return raw.decode(codepage)
+
+
+def _invalid(detail: str) -> NetError:
+    return NetError(lmerr.ERROR_INVALID_PARAMETER, detail)
+
+
+def prepare_message(
+    msgname: str,
+    text: str | bytes,
+    *,
+    fromname: str | None = None,
+    via: str = "auto",
+    codepage: str = DEFAULT_CODEPAGE,
+    line_break: bytes = MESSENGER_LINE_BREAK,
+) -> OutgoingMessage:
+    """Check and encode what NetMessageBufferSend was given; ERROR_INVALID_PARAMETER if bad.
+
+    `text` as str is encoded in `codepage` with each line break as `line_break`; as bytes it
+    is sent as it is (already OEM). Bounds: MAX_SESSION_TEXT_BYTES for `session` and `auto`,
+    MAX_MAILSLOT_TEXT_BYTES for `mailslot`, limits.MAX_FIELD_BYTES for From.
+    """
+    if via not in VIAS:
+        raise _invalid(f"via {via!r} is not one of {', '.join(VIAS)}")
+    try:
+        codepage = check_codepage(codepage)
+    except ValueError as exc:
+        raise _invalid(str(exc)) from None
+    try:
+        recipient = alias_name(msgname, codepage)
+    except WireError as exc:
+        raise _invalid(f"bad message name: {exc}") from None
+    own_name = computer_name(codepage)
+    sender_text = own_name if fromname is None else fromname
+    try:
+        sender = sender_text.encode(codepage)
+        body = text if isinstance(text, bytes) else encode_text(text, codepage, line_break)
+    except UnicodeEncodeError as exc:
+        raise _invalid(
+            f"{exc.object[exc.start : exc.end]!r} is not in code page {codepage}"
+        ) from None
+    if not sender or b"\x00" in sender or len(sender) > limits.MAX_FIELD_BYTES:
+        raise _invalid(f"the sender name must be 1 to {limits.MAX_FIELD_BYTES} bytes, no NUL")
+    if b"\x00" in body:
+        raise _invalid("the text contains a NUL, which ends it on every receiver")
+    bound = MAX_MAILSLOT_TEXT_BYTES if via == "mailslot" else MAX_SESSION_TEXT_BYTES
+    if len(body) > bound:
+        raise _invalid(f"the text is {len(body)} bytes; at most {bound} go over {via}")
+    calling = own_name.encode(codepage)
+    return OutgoingMessage(sender, recipient, body, NetBIOSName(calling, WORKSTATION_SUFFIX))
+
+
+# --- the session path (RFC 1002 §4.3, [MS-MSRP] §2.2.3) ---------------------------------------
+
+
+def single_block_request(message: OutgoingMessage) -> bytes:
+    """The SMB_COM_SEND_MESSAGE (D0) session message for a text of at most 128 bytes."""
+    return nbss.session_message(
+        SMB_Header()
+        / smb.SMBSendMessageRequest(
+            OriginatorName=message.sender,
+            DestinationName=message.recipient.name,
+            Data=message.text,
+        )
+    )
+
+
+def start_request(message: OutgoingMessage) -> bytes:
+    """The SMB_COM_SEND_START_MB_MESSAGE (D5) that opens a multi-block message."""
+    return nbss.session_message(
+        SMB_Header()
+        / smb.SMBSendStartMBMessageRequest(
+            OriginatorName=message.sender, DestinationName=message.recipient.name
+        )
+    )
+
+
+def text_requests(message: OutgoingMessage, message_group_id: int) -> list[bytes]:
+    """The SMB_COM_SEND_TEXT_MB_MESSAGE (D7) blocks, 128 text bytes each, as Windows sent them."""
+    step = smb.MAX_BLOCK_TEXT_BYTES
+    blocks = [message.text[at : at + step] for at in range(0, len(message.text), step)]
+    return [
+        nbss.session_message(
+            SMB_Header()
+            / smb.SMBSendTextMBMessageRequest(MessageGroupId=message_group_id, Data=block)
+        )
+        for block in blocks or [b""]
+    ]
+
+
+def end_request(message_group_id: int) -> bytes:
+    """The SMB_COM_SEND_END_MB_MESSAGE (D6) that completes a multi-block message."""
+    return nbss.session_message(
+        SMB_Header() / smb.SMBSendEndMBMessageRequest(MessageGroupId=message_group_id)
+    )
+
+
+ERROR_REQ_NOT_ACCEP = 71
+"""ERRDOS 71 ([MS-ERREF] ERROR_REQ_NOT_ACCEP): the DOS form of STATUS_REQUEST_NOT_ACCEPTED,
+what smbd 4.17 answers a D5 with when it has no message command."""
+
+_ERROR_NAMES = {
+    (smb.ERRDOS, smb.ERRinvalidparam): "ERRDOS/ERRinvalidparam",
+    (smb.ERRDOS, ERROR_REQ_NOT_ACCEP): "ERRDOS/ERROR_REQ_NOT_ACCEP (request not accepted)",
+    (smb.ERRSRV, smb.ERRunknownsmb): "ERRSRV/ERRunknownsmb",
+    (smb.ERRSRV, smb.ERRmsgoff): "ERRSRV/ERRmsgoff (not receiving messages)",
+    (smb.ERRSRV, smb.ERRnoroom): "ERRSRV/ERRnoroom (no room for the message)",
+}
+_NT_STATUS_NAMES = {smb.STATUS_INVALID_PARAMETER: "STATUS_INVALID_PARAMETER"}
+
+
+def describe_status(header: SMB_Header) -> str:
+    """A reply's Status in words: an NTSTATUS when Flags2 says so, else DOS class/code
+    ([MS-CIFS] §2.2.3.1); "success" for zero."""
+    status = int(header.Status)
+    if status == smb.STATUS_SUCCESS:
+        return "success"
+    if int(header.Flags2) & smb.SMB_FLAGS2_NT_STATUS:
+        return _NT_STATUS_NAMES.get(status, f"NTSTATUS 0x{status:08X}")
+    error_class, error_code = status & 0xFF, status >> 16
+    return _ERROR_NAMES.get((error_class, error_code), f"DOS error {error_class}/{error_code}")
+
+
+def _is_unknown_command(header: SMB_Header) -> bool:
+    """ERRSRV/ERRunknownsmb, or its NTSTATUS twin STATUS_SMB_BAD_COMMAND (same 4 bytes)."""
+    return int(header.Status) == smb.ERROR_UNKNOWN_SMB.dos_status
+
+
+class _Session:
+    """One TCP session to a receiver, each request waiting for its reply as Windows did."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, where: str, timeout: float
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.where = where
+        self.timeout = timeout
+
+    @classmethod
+    async def open(cls, address: str, port: int, timeout: float) -> _Session:
+        where = f"{address}:{port}"
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(address, port)
+        except TimeoutError:
+            raise _Unreachable(f"no answer from {where} within {timeout:g} s") from None
+        except OSError as exc:
+            # asyncio words a refusal "Connect call failed (addr)"; errno says what happened.
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise _Unreachable(f"cannot connect to {where}: {reason}") from None
+        return cls(reader, writer, where, timeout)
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(OSError):
+            await self.writer.wait_closed()
+
+    async def read_frame(self) -> bytes:
+        """The next session packet but keepalives; ConnectionError when the peer closes."""
+        while True:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    header = await self.reader.readexactly(nbss.NBSS_HEADER_LENGTH)
+                    packet_type, length = nbss.frame_header(header)
+                    if length > MAX_REPLY_FRAME:
+                        raise WireError(f"a {length}-byte frame is not a reply")
+                    body = await self.reader.readexactly(length)
+            except TimeoutError:
+                raise NetError(
+                    lmerr.NERR_NetworkError,
+                    f"{self.where} sent no reply within {self.timeout:g} s",
+                ) from None
+            except asyncio.IncompleteReadError:
+                raise ConnectionError(f"{self.where} closed the session") from None
+            except WireError as exc:
+                raise NetError(
+                    lmerr.NERR_NetworkError, f"{self.where} is not a NetBIOS session service: {exc}"
+                ) from None
+            if packet_type != nbss.SESSION_KEEP_ALIVE:
+                return header + body
+
+    async def request_session(self, called: NetBIOSName, calling: NetBIOSName) -> None:
+        """SESSION REQUEST to `called`; NERR_NameNotFound on a negative answer (§4.3.2-4)."""
+        try:
+            self.writer.write(nbss.session_request(called, calling))
+            frame = await self.read_frame()
+        except (ConnectionError, OSError) as exc:
+            raise _Unreachable(f"{self.where} ended the session request: {exc}") from None
+        packet_type, _ = nbss.frame_header(frame)
+        if packet_type == nbss.POSITIVE_SESSION_RESPONSE:
+            return
+        if packet_type == nbss.NEGATIVE_SESSION_RESPONSE and len(frame) > nbss.NBSS_HEADER_LENGTH:
+            reason = nbss.NEGATIVE_RESPONSE_ERRORS.get(frame[4], f"error 0x{frame[4]:02X}")
+            raise NetError(
+                lmerr.NERR_NameNotFound, f"{self.where} refused a session to {called}: {reason}"
+            )
+        if packet_type == nbss.RETARGET_SESSION_RESPONSE:
+            # RFC 1002 §5.3 lets a caller follow it; no Messenger receiver is known to send one.
+            raise NetError(lmerr.NERR_NetworkError, f"{self.where} retargeted; not followed")
+        kind = nbss.SESSION_PACKET_TYPES.get(packet_type, hex(packet_type))
+        raise NetError(lmerr.NERR_NetworkError, f"{self.where} answered a session request: {kind}")
+
+    async def request(self, frame: bytes, command: int) -> SMB_Header:
+        """Send one message command and return its reply's SMB header, success or not."""
+        try:
+            self.writer.write(frame)
+            reply = await self.read_frame()
+        except OSError as exc:
+            raise ConnectionError(str(exc)) from None
+        try:
+            header = smb.smb_of(nbss.parse_frame(reply))
+        except WireError as exc:
+            raise NetError(lmerr.NERR_NetworkError, f"{self.where}: bad reply: {exc}") from None
+        if header.Command != command or not smb.is_reply(header):
+            raise NetError(
+                lmerr.NERR_NetworkError,
+                f"{self.where} answered {smb.command_name(command)} with "
+                f"{smb.command_name(header.Command)}",
+            )
+        return header
+
+    async def expect_success(self, frame: bytes, command: int) -> SMB_Header:
+        """`request`, raising NERR_NetworkError when the receiver answers with an error."""
+        try:
+            header = await self.request(frame, command)
+        except ConnectionError as exc:
+            raise NetError(lmerr.NERR_NetworkError, str(exc)) from None
+        if int(header.Status) != smb.STATUS_SUCCESS:
+            raise NetError(
+                lmerr.NERR_NetworkError,
+                f"{self.where} refused the message: {smb.command_name(command)} answered "
+                f"{describe_status(header)}",
+            )
+        return header
+
+
+async def _session_attempt(
+    message: OutgoingMessage, address: str, port: int, timeout: float, *, single_block: bool
+) -> Delivery:
+    session = await _Session.open(address, port, timeout)
+    try:
+        await session.request_session(message.recipient, message.calling)
+        if single_block:
+            try:
+                header = await session.request(
+                    single_block_request(message), smb.SMB_COM_SEND_MESSAGE
+                )
+            except ConnectionError as exc:
+                raise _SingleBlockRejected(str(exc)) from None
+            if _is_unknown_command(header):
+                raise _SingleBlockRejected(f"{session.where} does not know D0")
+            if int(header.Status) != smb.STATUS_SUCCESS:
+                raise NetError(
+                    lmerr.NERR_NetworkError,
+                    f"{session.where} refused the message: {describe_status(header)}",
+                )
+            return Delivery("session", address, port, 1)
+        start = await session.expect_success(
+            start_request(message), smb.SMB_COM_SEND_START_MB_MESSAGE
+        )
+        body = start.payload
+        # smbd answers with WordCount 0 and no id; smbclient then uses 0, and so do we.
+        group = body.MessageGroupId if getattr(body, "WordCount", 0) >= 1 else 0
+        blocks = text_requests(message, group)
+        for block in blocks:
+            await session.expect_success(block, smb.SMB_COM_SEND_TEXT_MB_MESSAGE)
+        await session.expect_success(end_request(group), smb.SMB_COM_SEND_END_MB_MESSAGE)
+        return Delivery("session", address, port, len(blocks), multi_block=True)
+    finally:
+        await session.close()
+
+
+async def send_session(
+    message: OutgoingMessage, address: str, port: int = SESSION_SERVICE_PORT, *, timeout: float
+) -> Delivery:
+    """Deliver over TCP: SESSION REQUEST to the alias, then D0 for text of at most 128 bytes,
+    else D5, 128-byte D7 blocks and D6, each after the previous reply ([MS-MSRP] §3.2.4.4).
+
+    A receiver that closes the session on the D0 or answers ERRunknownsmb (smbd does the first
+    without a NEGOTIATE) gets the text again, on a new session, as D5/D7/D6.
+    """
+    if len(message.text) <= smb.MAX_BLOCK_TEXT_BYTES:
+        try:
+            return await _session_attempt(message, address, port, timeout, single_block=True)
+        except _SingleBlockRejected as exc:
+            log.debug("D0 not taken (%s); sending it as D5/D7/D6", exc)
+    return await _session_attempt(message, address, port, timeout, single_block=False)
+
+
+# --- the mailslot path (RFC 1002 §4.4, [MS-MAIL] §2.2.1) ---------------------------------------
+
+
+def send_mailslot(
+    message: OutgoingMessage, address: str, port: int = DATAGRAM_SERVICE_PORT
+) -> Delivery:
+    """Deliver as `\\MAILSLOT\\MESSNGR` datagrams of about 424 bytes, each a whole message.
+
+    UDP confirms nothing: success means sent. A port the host already reported closed (an
+    ICMP error waiting on the socket) is NERR_NetworkError.
+    """
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+            sock.connect((address, port))
+            source_ip, source_port = sock.getsockname()[:2]
+            datagrams = build_mailslot_datagrams(
+                message.sender,
+                message.recipient.name,
+                message.text,
+                source_name=NetBIOSName(message.calling.name, MESSENGER_SUFFIX),
+                destination_name=message.recipient,
+                source_ip=source_ip,
+                source_port=source_port,
+                datagram_id=secrets.randbelow(0x10000),
+                max_datagram=MESSENGER_DATAGRAM_BYTES,
+            )
+            for datagram in datagrams:
+                sock.send(datagram)
+            pending = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    except OSError as exc:
+        raise _Unreachable(f"cannot send to {address}:{port}/udp: {exc.strerror or exc}") from None
+    except WireError as exc:
+        raise _invalid(str(exc)) from None
+    if pending:
+        raise _Unreachable(f"{address}:{port}/udp: {os.strerror(pending)}")
+    return Delivery("mailslot", address, port, len(datagrams))
+
+
+# --- name resolution (RFC 1002 §4.2.12-4.2.14) ------------------------------------------------
+
+
+class _Answers(asyncio.DatagramProtocol):
+    """Collects name service packets answering one NAME_TRN_ID."""
+
+    def __init__(self, accept: Callable[[bytes], None]) -> None:
+        self.accept = accept
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.accept(data)
+
+
+async def resolve_name(
+    name: NetBIOSName,
+    *,
+    broadcast: str,
+    port: int = NAME_SERVICE_PORT,
+    retries: int = NAME_QUERY_RETRIES,
+    interval: float = NAME_QUERY_INTERVAL,
+) -> str:
+    """The address of `name` from a broadcast NAME QUERY to `broadcast`:`port`, sent up to
+    `retries` times `interval` seconds apart; NERR_NameNotFound when nobody answers or a name
+    server answers NAM_ERR (RFC 1002 §4.2.12-4.2.14, §5.1.1.2)."""
+    loop = asyncio.get_running_loop()
+    trn_id = secrets.randbelow(0x10000)
+    answer: asyncio.Future[str] = loop.create_future()
+
+    def accept(data: bytes) -> None:
+        try:
+            packet = parse_nbns(data)
+        except WireError:
+            return
+        if not isinstance(packet, QueryResponse) or packet.trn_id != trn_id or answer.done():
+            return
+        if packet.name != name:
+            return
+        if not packet.positive:
+            answer.set_exception(
+                NetError(lmerr.NERR_NameNotFound, f"{broadcast} answered {name}: not found")
+            )
+        elif packet.entries:
+            answer.set_result(packet.entries[0].address)
+
+    try:
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: _Answers(accept), family=socket.AF_INET, allow_broadcast=True
+        )
+    except OSError as exc:
+        raise NetError(lmerr.NERR_NetworkError, f"no UDP socket for name queries: {exc}") from None
+    query = build_name_query_request(trn_id, name, broadcast=True)
+    try:
+        for _ in range(retries):
+            try:
+                transport.sendto(query, (broadcast, port))
+            except OSError as exc:
+                raise NetError(
+                    lmerr.NERR_NetworkError, f"cannot query {broadcast}:{port}: {exc}"
+                ) from None
+            try:
+                async with asyncio.timeout(interval):
+                    return await asyncio.shield(answer)
+            except TimeoutError:
+                continue
+    finally:
+        transport.close()
+    raise NetError(
+        lmerr.NERR_NameNotFound,
+        f"no answer to {retries} name queries for {name} on {broadcast}:{port}",
+    )
+
+
+# --- the API ----------------------------------------------------------------------------------
+
+
+def _check_servername(servername: str | None) -> None:
+    """NetMessageBufferSend runs on `servername`; only this computer runs it here."""
+    if not servername:
+        return
+    bare = servername.lstrip("\\").split(".")[0].upper()
+    if bare in (".", "LOCALHOST", default_computer_name().upper()):
+        return
+    raise NetError(
+        lmerr.ERROR_NOT_SUPPORTED,
+        f"sending through another computer ({servername}) is not supported; "
+        "pass host= to reach the recipient's computer directly",
+    )
+
+
+def _check_address(host: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        raise _invalid(f"host {host!r} is not an IPv4 address") from None
+
+
+async def send_message(
+    msgname: str,
+    text: str | bytes,
+    *,
+    fromname: str | None = None,
+    servername: str | None = None,
+    via: Via = "auto",
+    host: str | None = None,
+    port: int = SESSION_SERVICE_PORT,
+    datagram_port: int = DATAGRAM_SERVICE_PORT,
+    name_port: int = NAME_SERVICE_PORT,
+    broadcast: str | None = None,
+    codepage: str = DEFAULT_CODEPAGE,
+    line_break: bytes = MESSENGER_LINE_BREAK,
+    timeout: float = SESSION_TIMEOUT,
+) -> Delivery:
+    """Send `text` to the alias `msgname` (`MSGNAME<03>`); how it went, or NetError.
+
+    The receiver's address is `host` when given, else a broadcast NAME QUERY to `broadcast`
+    (default: this host's LAN broadcast) on `name_port`. `via`: `session` (TCP `port`),
+    `mailslot` (UDP `datagram_port`) or `auto`: the session, then the mailslot when no session
+    can be opened. Errors: ERROR_INVALID_PARAMETER for a bad name, text or option;
+    NERR_NameNotFound when the name does not resolve or its session is refused;
+    NERR_NetworkError when the network or the receiver fails (a closed port, no reply, an SMB
+    error reply); ERROR_NOT_SUPPORTED for another `servername`.
+    """
+    _check_servername(servername)
+    message = prepare_message(
+        msgname, text, fromname=fromname, via=via, codepage=codepage, line_break=line_break
+    )
+    for label, value in (
+        ("port", port),
+        ("datagram_port", datagram_port),
+        ("name_port", name_port),
+    ):
+        if not 0 < value <= 0xFFFF:
+            raise _invalid(f"{label} {value} is not a port number")
+    if not timeout > 0:
+        raise _invalid(f"timeout {timeout} is not a positive number of seconds")
+    if host is not None:
+        address = _check_address(host)
+    else:
+        try:
+            where = _check_address(broadcast) if broadcast else broadcast_for("0.0.0.0")
+        except ValueError as exc:
+            raise _invalid(str(exc)) from None
+        address = await resolve_name(message.recipient, broadcast=where, port=name_port)
+        log.debug("%s is at %s", message.recipient, address)
+    if via == "mailslot":
+        return send_mailslot(message, address, datagram_port)
+    try:
+        return await send_session(message, address, port, timeout=timeout)
+    except _Unreachable as exc:
+        if via == "session":
+            raise NetError(exc.code, exc.detail) from None
+        log.debug("no session (%s); sending over the mailslot", exc.detail)
+    try:
+        return send_mailslot(message, address, datagram_port)
+    except _Unreachable as exc:
+        raise NetError(exc.code, exc.detail) from None
+
+
+def net_message_buffer_send(
+    msgname: str,
+    text: str | bytes,
+    *,
+    fromname: str | None = None,
+    servername: str | None = None,
+    via: Via = "auto",
+    host: str | None = None,
+    port: int = SESSION_SERVICE_PORT,
+    datagram_port: int = DATAGRAM_SERVICE_PORT,
+    name_port: int = NAME_SERVICE_PORT,
+    broadcast: str | None = None,
+    codepage: str = DEFAULT_CODEPAGE,
+    line_break: bytes = MESSENGER_LINE_BREAK,
+    timeout: float = SESSION_TIMEOUT,
+) -> int:
+    """NetMessageBufferSend: NERR_Success, or NetError with its code (see send_message).
+
+    Blocks until the receiver answered; from a coroutine, `await send_message(...)` instead.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        raise RuntimeError("net_message_buffer_send() blocks the event loop; await send_message()")
+    delivery = asyncio.run(
+        send_message(
+            msgname,
+            text,
+            fromname=fromname,
+            servername=servername,
+            via=via,
+            host=host,
+            port=port,
+            datagram_port=datagram_port,
+            name_port=name_port,
+            broadcast=broadcast,
+            codepage=codepage,
+            line_break=line_break,
+            timeout=timeout,
+        )
+    )
+    log.debug("delivered: %s", delivery)
+    return lmerr.NERR_Success
