@@ -1,0 +1,48 @@
+"""`messengerd config check [FILE]`: validate a settings file without starting anything."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from messengerd.exits import EXIT_OK, EXIT_USAGE
+from messengerd.settings import SettingsError, default_config_path, load_settings
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add `config` (with its `check` action) to the `messengerd` subcommands."""
+    config = subparsers.add_parser(
+        "config",
+        help="work with the settings file",
+        description="Work with messengerd's settings file (TOML).",
+    )
+    actions = config.add_subparsers(dest="config_action", required=True, metavar="ACTION")
+    check = actions.add_parser(
+        "check",
+        help="validate a settings file",
+        description="Check a settings file: print 'FILE: OK' and exit 0, or print each bad "
+        "key with its line and exit 2.",
+    )
+    check.add_argument(
+        "file",
+        nargs="?",
+        type=Path,
+        metavar="FILE",
+        help=f"the file to check (default {default_config_path()})",
+    )
+    check.set_defaults(handler=cmd_config)
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """Run `messengerd config check`: EXIT_OK when the file is good, EXIT_USAGE if not."""
+    path: Path = args.file or default_config_path()
+    try:
+        load_settings(path)
+    except SettingsError as exc:
+        for line in exc.lines():
+            print(f"messengerd: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{path}: OK")
+    return EXIT_OK

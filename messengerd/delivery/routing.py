@@ -1,0 +1,133 @@
+"""Per-alias routing: which sinks the messages to each alias go to (`[routing]`).
+
+Routing wraps each sink in a RoutedSink that lets through only the messages routed to it,
+and hands the wrapped list to the Fanout unchanged: every sink still runs in its own task
+with its own timeout, so routing adds no way for one sink to hold up another.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TextIO
+
+from messengerd.delivery import Sink
+from messengerd.delivery.command import MessageCommandSink
+from messengerd.delivery.console import ConsoleSink
+from messengerd.delivery.forward import ForwardSink
+from messengerd.delivery.notify import NotificationSink
+from messengerd.message import Message
+from messengerd.settings import RoutingSettings, Settings, SinkSettings
+
+
+def _recipient_key(name: str) -> str:
+    # NetBIOS names ignore case and are space-padded on the wire.
+    return name.strip().casefold()
+
+
+class Router:
+    """Recipient alias -> the names of the sinks its messages go to.
+
+    Recipients not in `routes` go to `default`; with no `default`, to every sink.
+    """
+
+    def __init__(
+        self,
+        routes: Mapping[str, Iterable[str]] | None = None,
+        default: Iterable[str] | None = None,
+    ) -> None:
+        self.routes = {
+            _recipient_key(alias): frozenset(names) for alias, names in (routes or {}).items()
+        }
+        self.default = None if default is None else frozenset(default)
+
+    @classmethod
+    def from_settings(cls, routing: RoutingSettings) -> Router:
+        """The Router a settings file's `[routing]` describes."""
+        return cls(routing.aliases, routing.default)
+
+    @property
+    def routes_everything(self) -> bool:
+        """True when every message goes to every sink (no routes, no default)."""
+        return not self.routes and self.default is None
+
+    def sink_names(self, recipient: str) -> frozenset[str] | None:
+        """The sinks for messages to `recipient`; None means every sink."""
+        return self.routes.get(_recipient_key(recipient), self.default)
+
+    def routes_to(self, sink: str, recipient: str) -> bool:
+        """True when messages to `recipient` go to the sink named `sink`."""
+        names = self.sink_names(recipient)
+        return names is None or sink in names
+
+    def check(self, sinks: Iterable[Sink]) -> None:
+        """ValueError when a route names a sink that is not in `sinks`."""
+        known = {sink.name for sink in sinks}
+        for names in (*self.routes.values(), self.default or ()):
+            for name in names:
+                if name not in known:
+                    raise ValueError(f"a route names the sink {name!r}, but no sink has that name")
+
+    def apply(self, sinks: list[Sink]) -> list[Sink]:
+        """The Fanout's sink list: each sink wrapped to take only messages routed to it."""
+        self.check(sinks)
+        if self.routes_everything:
+            return list(sinks)
+        return [RoutedSink(sink, self) for sink in sinks]
+
+
+class RoutedSink:
+    """A sink that passes on only the messages its Router sends to `sink.name`."""
+
+    def __init__(self, sink: Sink, router: Router) -> None:
+        self.sink = sink
+        self.router = router
+        self.name = sink.name
+
+    async def deliver(self, message: Message) -> None:
+        if self.router.routes_to(self.name, message.recipient):
+            await self.sink.deliver(message)
+
+
+def build_sink(
+    sink: SinkSettings, *, json_lines: bool = False, stream: TextIO | None = None
+) -> Sink:
+    """The sink one `[[sink]]` describes (its options already checked by settings)."""
+    options = sink.options
+    if sink.type == "console":
+        console = ConsoleSink(stream, json_lines=json_lines or options.get("json", False))
+        console.name = sink.name
+        return console
+    if sink.type == "command":
+        return MessageCommandSink(
+            options["command"], name=sink.name, **_without(options, "command")
+        )
+    if sink.type == "forward":
+        return ForwardSink(name=sink.name, **options)
+    if sink.type == "notify":
+        if "queue" in options:
+            return NotificationSink(name=sink.name, queue_size=options["queue"])
+        return NotificationSink(name=sink.name)
+    raise ValueError(f"unknown sink type {sink.type!r}")
+
+
+def build_sinks(
+    settings: Settings, *, json_lines: bool = False, stream: TextIO | None = None
+) -> list[Sink]:
+    """Every configured sink, routed; with no `[[sink]]`, the console sink alone.
+
+    `json_lines` (`messengerd run --json`) makes every console sink print JSON.
+    """
+    if settings.sinks:
+        sinks = [build_sink(sink, json_lines=json_lines, stream=stream) for sink in settings.sinks]
+    else:
+        sinks = [ConsoleSink(stream, json_lines=json_lines)]
+    return Router.from_settings(settings.routing).apply(sinks)
+
+
+def unwrap(sink: Sink) -> Sink:
+    """The sink inside a RoutedSink (e.g. to find the NotificationSink to subscribe to)."""
+    return sink.sink if isinstance(sink, RoutedSink) else sink
+
+
+def _without(options: dict, key: str) -> dict:
+    return {name: value for name, value in options.items() if name != key}
