@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import tempfile
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 from messengerd import lmerr
 from messengerd.lmerr import NetError
@@ -25,6 +30,12 @@ MSG_INFO_1_SIZE = 12
 
 BROADCAST_RECIPIENT = NetBIOSName(b"*", MESSENGER_SUFFIX)
 """What `net send *` addresses: every messenger on the network segment."""
+
+ALIAS_FILE = "aliases.json"
+"""The alias table kept across restarts, in the data directory."""
+ALIAS_FILE_VERSION = 1
+MAX_ALIAS_FILE_BYTES = 64 * 1024
+"""Largest aliases.json read: 256 names of 15 bytes fit many times over; more is not ours."""
 
 
 @dataclass(frozen=True)
@@ -80,16 +91,57 @@ class AliasTable:
         except WireError as exc:
             raise NetError(lmerr.ERROR_INVALID_PARAMETER, str(exc)) from None
 
+    def check_add(self, name: str, pending: Collection[NetBIOSName] = ()) -> NetBIOSName:
+        """NetMessageNameAdd's checks without the insert, counting `pending` names as present.
+
+        The daemon asks this before it registers a name on the network, so that a name the
+        table would refuse is never broadcast; `pending` are names being registered now.
+        """
+        alias = self._normalise(name)
+        with self._lock:
+            self._check_room(alias, pending)
+        return alias
+
+    def _check_room(self, alias: NetBIOSName, pending: Collection[NetBIOSName] = ()) -> None:
+        if alias in self._aliases or alias in pending:
+            raise NetError(lmerr.NERR_AlreadyExists, f"{alias} is already in the table")
+        if len(self._aliases) + len(pending) >= MAX_ALIASES:
+            raise NetError(lmerr.NERR_TooManyNames, f"the table holds {MAX_ALIASES} names")
+
     def add(self, name: str) -> NetBIOSName:
         """NetMessageNameAdd: NERR_AlreadyExists, NERR_TooManyNames, ERROR_INVALID_PARAMETER."""
         alias = self._normalise(name)
         with self._lock:
-            if alias in self._aliases:
-                raise NetError(lmerr.NERR_AlreadyExists, f"{alias} is already in the table")
-            if len(self._aliases) >= MAX_ALIASES:
-                raise NetError(lmerr.NERR_TooManyNames, f"the table holds {MAX_ALIASES} names")
+            self._check_room(alias)
             self._aliases[alias] = alias.text(self.codepage)
         return alias
+
+    def remove(self, alias: NetBIOSName) -> bool:
+        """Take `alias` out whatever it is, computer name included; True if it was there.
+
+        Not NetMessageNameDel: this is for a name the network took from us (a conflict) or
+        one waiting for its registration.
+        """
+        with self._lock:
+            return self._aliases.pop(alias, None) is not None
+
+    def __contains__(self, alias: object) -> bool:
+        with self._lock:
+            return alias in self._aliases
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._aliases)
+
+    @property
+    def computer_name(self) -> NetBIOSName | None:
+        """The name NetMessageNameDel refuses with NERR_DelComputerName, if there is one."""
+        return self._computer
+
+    def texts(self) -> list[str]:
+        """Every alias as the text it was added under (upper case), sorted as enum() lists."""
+        with self._lock:
+            return sorted(self._aliases.values())
 
     def delete(self, name: str) -> NetBIOSName:
         """NetMessageNameDel: NERR_NotLocalName, NERR_DelComputerName."""
@@ -171,3 +223,57 @@ def _check_level(level: int) -> None:
 
 def _info(name: str, level: int) -> MessageInfo:
     return MessageInfo(name) if level == 0 else MessageInfo(name, forward_flag=0, forward=None)
+
+
+class AliasFileError(ValueError):
+    """aliases.json cannot be read as an alias table; the message names the file and the fix."""
+
+
+def load_aliases(data_dir: Path) -> list[str]:
+    """The aliases stored in `data_dir`, in stored order; empty when none were ever stored.
+
+    Raises AliasFileError for a file that exists but is not an alias table, rather than
+    starting with an empty table and overwriting what the user had.
+    """
+    path = Path(data_dir) / ALIAS_FILE
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_ALIAS_FILE_BYTES + 1)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise AliasFileError(f"cannot read {path}: {exc.strerror or exc}") from None
+    fix = f"fix or remove {path}"
+    if len(raw) > MAX_ALIAS_FILE_BYTES:
+        raise AliasFileError(f"{path} is over {MAX_ALIAS_FILE_BYTES} bytes: {fix}")
+    try:
+        document = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise AliasFileError(f"{path} is not JSON ({exc}): {fix}") from None
+    aliases = document.get("aliases") if isinstance(document, dict) else None
+    if not isinstance(aliases, list) or not all(isinstance(name, str) for name in aliases):
+        raise AliasFileError(f'{path} holds no {{"aliases": [names...]}} list: {fix}')
+    return aliases
+
+
+def save_aliases(data_dir: Path, aliases: Iterable[str]) -> None:
+    """Store `aliases` in `data_dir` atomically: a reader sees the old table or the new one.
+
+    Written to a temporary file in the same directory, flushed to disk, then renamed over
+    aliases.json (os.replace is atomic on POSIX and Windows).
+    """
+    directory = Path(data_dir)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    document = {"version": ALIAS_FILE_VERSION, "aliases": list(aliases)}
+    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{ALIAS_FILE}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            json.dump(document, file, ensure_ascii=False, indent=1)
+            file.write("\n")
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, directory / ALIAS_FILE)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise

@@ -19,9 +19,14 @@ SESSION_SERVICE_PORT = 139
 DEFAULT_WORKGROUP = "WORKGROUP"
 
 
+def default_computer_name() -> str:
+    """The host name without its domain: the computer name Windows registered as NAME<03>."""
+    return socket.gethostname().split(".")[0]
+
+
 def default_aliases() -> list[str]:
     """The host name and the logged-in user, as Windows' Messenger registered them."""
-    names = [socket.gethostname().split(".")[0]]
+    names = [default_computer_name()]
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -51,3 +56,16 @@ class DaemonConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     store: bool = True
     """Keep every message in the inbox before acknowledging it; False only prints them."""
+    computer_name: str = field(default_factory=default_computer_name)
+    """NetMessageNameDel refuses to delete this alias (NERR_DelComputerName) when it is one."""
+    keep_aliases: bool = True
+    """Load the alias table from data_dir/aliases.json at start and store it after changes."""
+    register: bool = True
+    """Register the aliases by broadcast (RFC 1002 B node) and defend them. False answers for
+    them without asking the network: only for a receiver nobody else shares a segment with."""
+    name_ttl: int | None = None
+    """Seconds our registrations and query answers ask to be kept, refreshed at half of it;
+    None: Windows' 300000 (messengerd.wire.nbns.DEFAULT_TTL)."""
+    control: str = "auto"
+    """The control channel: "unix" socket, loopback "tcp" with a token file, "auto" (unix
+    where the platform has it), or "none"."""

@@ -1,24 +1,41 @@
-"""The daemon: owns the listeners, the alias table and the delivery of every message."""
+"""The daemon: owns the listeners, the alias table and the delivery of every message.
+
+The alias table at start is the stored one (aliases.json in the data directory) plus the
+configured aliases (`--alias`, or the host name and user by default), as Windows registered
+the computer and user names at every start and kept nothing else. Every name is registered
+on the network before it is answered for; one another node holds is logged and dropped.
+The table as it then stands is stored again, and after every add and delete.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import errno
 import logging
+import os
 import socket
 import uuid
+from typing import Any
 
-from messengerd.aliases import AliasTable
+from messengerd import __version__, lmerr
+from messengerd.aliases import AliasTable, load_aliases, save_aliases
 from messengerd.config import DaemonConfig
+from messengerd.control import ControlError, ControlServer
 from messengerd.delivery import Fanout, Sink
 from messengerd.inbox import Inbox, InboxError, StoredMessage
+from messengerd.lmerr import NetError
 from messengerd.message import Message
-from messengerd.netif import broadcast_for
+from messengerd.netif import LOOPBACK_NETWORK, broadcast_for, interfaces, local_address_for
+from messengerd.policy import Policy
 from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import MessageReceived
 from messengerd.protocol.nameservice import NameService
+from messengerd.registration import Registrar, RegistrationRunner
 from messengerd.transport.tcp import SessionListener
 from messengerd.transport.udp import DatagramServiceProtocol, NameServiceProtocol
+from messengerd.wire.errors import WireError
+from messengerd.wire.names import NetBIOSName, alias_name
+from messengerd.wire.nbns import DEFAULT_TTL
 
 log = logging.getLogger(__name__)
 
@@ -48,18 +65,40 @@ def _listen_error(service: str, host: str, port: int, exc: OSError) -> ListenErr
 
 
 class Daemon:
-    """One receiver: `await start()`, messages go to the sinks, `await stop()`."""
+    """One receiver: `await start()`, messages go to the sinks, `await stop()`.
 
-    def __init__(self, config: DaemonConfig, sinks: list[Sink] | None = None) -> None:
+    Raises NetError for a configured alias Windows would refuse, AliasFileError (a
+    ValueError) for an unreadable aliases.json, ValueError for an unknown control mode.
+    """
+
+    def __init__(
+        self,
+        config: DaemonConfig,
+        sinks: list[Sink] | None = None,
+        *,
+        policy: Policy | None = None,
+    ) -> None:
         self.config = config
-        self.aliases = AliasTable(
-            config.aliases, workgroups=config.workgroups, codepage=config.codepage
-        )
+        self.policy = policy
+        self.aliases = _alias_table(config)
         self.fanout = Fanout(list(sinks or []))
         self.inbox = Inbox(config.data_dir) if config.store else None
         self.broadcast = config.broadcast or broadcast_for(config.bind)
         self.ports: dict[str, int] = {}
         self.messages_received = 0
+        self.control = (
+            ControlServer(self, config.data_dir, mode=config.control)
+            if config.control != "none"
+            else None
+        )
+        self.name_ttl = DEFAULT_TTL if config.name_ttl is None else config.name_ttl
+        self._names = NameService(
+            self.aliases, mac=uuid.getnode().to_bytes(6, "big"), ttl=self.name_ttl
+        )
+        self._name_protocol: NameServiceProtocol | None = None
+        self._registrations: RegistrationRunner | None = None
+        self._adding: set[NetBIOSName] = set()
+        self._save_lock = asyncio.Lock()
         self._sessions = SessionListener(self.aliases, self.deliver)
         self._udp: list[asyncio.DatagramTransport] = []
         self._datagram_protocols: list[DatagramServiceProtocol] = []
@@ -70,11 +109,19 @@ class Daemon:
         self.fanout.sinks.append(sink)
 
     async def start(self) -> None:
-        """Open the three listeners; raise ListenError (one line, actionable) if one fails."""
+        """Open the listeners and the control channel, register the aliases, then serve.
+
+        Raises ListenError (one line, actionable) if a port or the control address is taken.
+        """
         bind = self.config.bind
         try:
+            if self.control is not None:
+                try:
+                    await self.control.start()
+                except ControlError as exc:
+                    raise ListenError(str(exc)) from None
             self.ports["name"] = await self._open_udp(
-                "name", self.config.name_port, lambda: NameServiceProtocol(self._names(), bind)
+                "name", self.config.name_port, lambda: NameServiceProtocol(self._names, bind)
             )
             datagrams = DatagramService(self.aliases)
             self.ports["datagram"] = await self._open_udp(
@@ -86,20 +133,128 @@ class Daemon:
                 self.ports["session"] = await self._sessions.start(bind, self.config.session_port)
             except OSError as exc:
                 raise _listen_error("session", bind, self.config.session_port, exc) from None
+            if self.config.register:
+                registrar = Registrar(
+                    self._registration_address(),
+                    ttl=self.name_ttl,
+                    first_trn_id=RegistrationRunner.random_trn_id(),
+                )
+                self._registrations = RegistrationRunner(registrar, self._send_name_broadcast)
+                self._names.registrations = self._registrations
+                await self._register_start_names()
+            await self._save()
+            if self.control is not None:
+                self.fanout.sinks.append(self.control)
+                await self.control.serve()
         except BaseException:
             await self.stop()
             raise
         log.info(
-            "listening on %s: name %d/udp, datagram %d/udp, session %d/tcp; aliases %s",
+            "listening on %s: name %d/udp, datagram %d/udp, session %d/tcp; aliases %s%s",
             bind,
             self.ports["name"],
             self.ports["datagram"],
             self.ports["session"],
             ", ".join(str(name) for name in self.aliases.names()) or "(none)",
+            f"; control {self.control.address}" if self.control is not None else "",
         )
 
-    def _names(self) -> NameService:
-        return NameService(self.aliases, mac=uuid.getnode().to_bytes(6, "big"))
+    # -- names -----------------------------------------------------------------------------
+
+    def _registration_address(self) -> str:
+        """The address our registrations claim: the one on the broadcast address's network."""
+        if self.config.bind != "0.0.0.0":
+            return self.config.bind
+        found = interfaces()
+        for _, iface in found:
+            if str(iface.network.broadcast_address) == self.broadcast:
+                return str(iface.ip)
+        outside = [iface for _, iface in found if iface.ip not in LOOPBACK_NETWORK]
+        if outside:
+            return str(outside[0].ip)
+        return local_address_for(self.broadcast)
+
+    def _send_name_broadcast(self, data: bytes) -> None:
+        if self._name_protocol is None:
+            raise OSError("the name service is not listening")
+        self._name_protocol.send(data, (self.broadcast, self.ports["name"]))
+
+    async def _register_start_names(self) -> None:
+        """Register every alias at once; answer only for those no other node holds."""
+        assert self._registrations is not None
+        names = self.aliases.names()
+        for name in names:
+            self.aliases.remove(name)
+        results = await asyncio.gather(
+            *(self._registrations.register(name) for name in names), return_exceptions=True
+        )
+        for name, result in zip(names, results, strict=True):
+            if isinstance(result, NetError):
+                log.warning("%s dropped: %s", name, result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                self.aliases.add(name.text(self.config.codepage))
+
+    async def add_alias(self, name: str) -> NetBIOSName:
+        """NetMessageNameAdd: register `name` on the network, then add it to the table.
+
+        NetError: the table's codes, or NERR_DuplicateName when another node holds the
+        name (the table is then unchanged).
+        """
+        alias = self.aliases.check_add(name, self._adding)
+        self._adding.add(alias)
+        try:
+            if self._registrations is not None:
+                await self._registrations.register(alias)
+            try:
+                self.aliases.add(name)
+            except NetError:
+                if self._registrations is not None:
+                    self._registrations.release(alias)
+                raise
+        finally:
+            self._adding.discard(alias)
+        await self._save()
+        log.info("alias %s added", alias)
+        return alias
+
+    async def delete_alias(self, name: str) -> NetBIOSName:
+        """NetMessageNameDel: take `name` out of the table and release it on the network."""
+        alias = self.aliases.delete(name)
+        if self._registrations is not None:
+            self._registrations.release(alias)
+        await self._save()
+        log.info("alias %s deleted", alias)
+        return alias
+
+    async def _save(self) -> None:
+        if not self.config.keep_aliases:
+            return
+        # One save at a time, each of the table as it is then: the last write is the newest.
+        async with self._save_lock:
+            names = self.aliases.texts()
+            try:
+                await asyncio.to_thread(save_aliases, self.config.data_dir, names)
+            except OSError as exc:
+                log.error("alias table not stored in %s: %s", self.config.data_dir, exc)
+
+    def status(self) -> dict[str, Any]:
+        """What the control channel's `status` reports."""
+        return {
+            "pid": os.getpid(),
+            "version": __version__,
+            "bind": self.config.bind,
+            "broadcast": self.broadcast,
+            "ports": dict(self.ports),
+            "aliases": self.aliases.texts(),
+            "messages_received": self.messages_received,
+            "data_dir": os.fspath(self.config.data_dir),
+            "register": self.config.register,
+            "refused": {}
+            if self.policy is None
+            else {str(reason): count for reason, count in self.policy.counters.items()},
+        }
 
     def _datagram_protocol(self, service: DatagramService) -> DatagramServiceProtocol:
         protocol = DatagramServiceProtocol(service, self.deliver)
@@ -120,7 +275,9 @@ class Daemon:
         unicast = None
         for host in hosts:
             try:
-                sock = _udp_socket(host, port)
+                # Only the broadcast address is shared, as nmbd-like daemons share it; the
+                # unicast address stays exclusive so a taken port is still reported.
+                sock = _udp_socket(host, port, shared=host != hosts[0])
             except OSError as exc:
                 raise _listen_error(service, host, port, exc) from None
             port = sock.getsockname()[1]
@@ -130,6 +287,8 @@ class Daemon:
             # broadcast address would carry that as its source.
             unicast = unicast or transport
             protocol.transport = unicast
+            if isinstance(protocol, NameServiceProtocol) and self._name_protocol is None:
+                self._name_protocol = protocol
         return port
 
     async def deliver(self, event: MessageReceived, peer: str) -> bool:
@@ -146,6 +305,8 @@ class Daemon:
             peer=peer,
             codepage=self.config.codepage,
         )
+        if self.policy is not None and not self.policy.check(message).allowed:
+            return await self._refused(message)
         if self.inbox is not None:
             try:
                 result = await self.inbox.store(message)
@@ -160,9 +321,33 @@ class Daemon:
         self.fanout.dispatch(message)
         return True
 
+    async def _refused(self, message: Message) -> bool:
+        """A message the policy refused (it counts and logs it); stored only if asked.
+
+        Acknowledged all the same, as a spam filter does: the sender learns nothing and
+        has no reason to send it again.
+        """
+        assert self.policy is not None
+        if self.policy.store_refused and self.inbox is not None:
+            try:
+                await self.inbox.store(message)
+            except InboxError as exc:
+                log.error("a refused message from %s not stored: %s", message.peer, exc)
+        return True
+
     async def stop(self) -> None:
-        """Close every listener and session, and let deliveries under way finish."""
+        """Release our names, close every listener and session, let deliveries finish."""
+        if self.control is not None:
+            await self.control.stop()
+            if self.control in self.fanout.sinks:
+                self.fanout.sinks.remove(self.control)
         await self._sessions.stop()
+        if self._registrations is not None:
+            # Before the sockets close: the releases go out through them.
+            await self._registrations.close(release=True)
+            self._registrations = None
+            self._names.registrations = None
+        self._name_protocol = None
         for transport in self._udp:
             transport.close()
         self._udp.clear()
@@ -179,10 +364,41 @@ class Daemon:
         await self._stopped.wait()
 
 
-def _udp_socket(host: str, port: int) -> socket.socket:
+def _alias_table(config: DaemonConfig) -> AliasTable:
+    """The configured aliases, then the stored ones (those the table refuses are logged)."""
+    stored = load_aliases(config.data_dir) if config.keep_aliases else []
+    computer = _alias_or_none(config.computer_name, config.codepage)
+    wanted = {_alias_or_none(name, config.codepage) for name in [*config.aliases, *stored]}
+    table = AliasTable(
+        config.aliases,
+        # Protected when it is one of ours, as it is by default; never added for that alone.
+        computer_name=config.computer_name if computer and computer in wanted else None,
+        workgroups=config.workgroups,
+        codepage=config.codepage,
+    )
+    for name in stored:
+        try:
+            table.add(name)
+        except NetError as exc:
+            if exc.code != lmerr.NERR_AlreadyExists:
+                log.warning("stored alias %r skipped: %s", name, exc)
+    return table
+
+
+def _alias_or_none(text: str, codepage: str) -> NetBIOSName | None:
+    try:
+        return alias_name(text, codepage)
+    except WireError:
+        return None
+
+
+def _udp_socket(host: str, port: int, *, shared: bool = False) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        # No SO_REUSEADDR: on Linux it would let us share a UDP port with nmbd silently.
+        # SO_REUSEADDR on the broadcast address only: on Linux, set on a unicast socket it
+        # would let us share a UDP port with nmbd silently.
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.bind((host, port))
     except OSError:

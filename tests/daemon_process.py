@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
+
+NOBODY = 65534
+"""The uid tests switch to when they need "another user" (Debian's nobody)."""
 
 READY = re.compile(
     r"listening on (?P<bind>\S+): name (?P<name>\d+)/udp, datagram (?P<datagram>\d+)/udp, "
@@ -41,6 +46,7 @@ class DaemonProcess:
         ]  # fmt: skip
         if netns:
             command = ["ip", "netns", "exec", netns, *command]
+        self.data_dir = data_dir
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
             command,
@@ -107,3 +113,43 @@ class DaemonProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def names_command(data_dir: Path, *args: str, timeout: float = 30) -> subprocess.CompletedProcess:
+    """`messengerd names ARGS --data-dir DIR` as a user types it; text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "messengerd", "names", *args, "--data-dir", str(data_dir)],
+        capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def request_as_other_user(socket_path: str, request: bytes, uid: int = NOBODY) -> str:
+    """Send `request` to a Unix socket as `uid` (needs root) from a forked child.
+
+    Returns the first line the daemon answered, or the name of the OSError the child hit
+    (PermissionError when the socket's mode keeps it out).
+    """
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: never returns into pytest
+        result = b""
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            with socket.socket(socket.AF_UNIX) as sock:
+                sock.settimeout(5)
+                sock.connect(socket_path)
+                # A daemon that refuses at once may have answered and closed already.
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                    sock.sendall(request)
+                result = sock.makefile("rb").readline()
+        except OSError as exc:
+            result = type(exc).__name__.encode()
+        finally:
+            os.write(write_end, result)
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read().decode()
+    os.waitpid(child, 0)
+    return answer

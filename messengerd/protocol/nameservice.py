@@ -3,11 +3,15 @@
 Sans-I/O: `NameService.receive` takes one UDP 137 datagram and returns the reply to send back
 to its sender, or None. Which names are ours is the Directory's business alone: aliases
 `NAME<03>`, and the machine's own `<00>`/`<20>` names only when the directory lists them.
+It also defends those names: another node's registration of one is answered with a
+NEGATIVE NAME REGISTRATION RESPONSE (RFC 1002 §5.1.1). Answers to our own registrations
+are handed on to whoever registers (messengerd.registration).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Protocol
 
 from messengerd.protocol.events import Directory
 from messengerd.wire.errors import WireError
@@ -20,9 +24,13 @@ from messengerd.wire.nbns import (
     ONT_B,
     UNIT_ID_LENGTH,
     NameQuery,
+    NameRegistration,
     NodeName,
     NodeStatusQuery,
+    RegistrationResponse,
+    WaitForAcknowledgement,
     build_negative_name_query_response,
+    build_negative_name_registration_response,
     build_node_status_response,
     build_positive_name_query_response,
     node_status_capacity,
@@ -33,6 +41,16 @@ logger = logging.getLogger(__name__)
 
 MAX_TTL = 0xFFFFFFFF
 """TTL is an unsigned 32-bit field (RFC 1002 §4.2.1.3)."""
+
+
+class RegistrationListener(Protocol):
+    """Who registers our names: told of every registration response that reaches us."""
+
+    def response_received(
+        self, response: RegistrationResponse | WaitForAcknowledgement, source: str
+    ) -> None:
+        """A NAME REGISTRATION RESPONSE or WACK from `source` (RFC 1002 §4.2.5-8, §4.2.16)."""
+        ...
 
 
 def _is_wildcard(name: NetBIOSName) -> bool:
@@ -52,6 +70,7 @@ class NameService:
     - `negative_answers`: answer a unicast query without RD for a name we do not own with
       NAM_ERR, as Samba's nmbd does (RFC 1002 §4.2.14), so `nmblookup -U host NAME` ends at
       once instead of timing out.
+    - `registrations`: told of the registration responses and WACKs that come to us.
     """
 
     def __init__(
@@ -62,6 +81,7 @@ class NameService:
         ttl: int = DEFAULT_TTL,
         scope: bytes = b"",
         negative_answers: bool = True,
+        registrations: RegistrationListener | None = None,
     ) -> None:
         if len(mac) != UNIT_ID_LENGTH:
             raise ValueError(f"mac has {UNIT_ID_LENGTH} bytes, not {len(mac)}")
@@ -74,12 +94,15 @@ class NameService:
         self.ttl = ttl
         self.scope = scope
         self.negative_answers = negative_answers
+        self.registrations = registrations
 
-    def receive(self, data: bytes, *, local_ip: str) -> bytes | None:
+    def receive(self, data: bytes, *, local_ip: str, source: str = "") -> bytes | None:
         """The reply to `data`, to send unicast to its sender, or None to stay silent.
 
         `local_ip` is our address on the interface the datagram came in on: it goes into
-        positive answers. Never raises for anything in `data`.
+        positive answers, and a registration carrying it is our own come back. `source` is
+        the sender's address, for the registration listener. Never raises for anything in
+        `data`.
         """
         try:
             packet = parse_nbns(data)
@@ -90,9 +113,15 @@ class NameService:
             return self._answer_query(packet, local_ip)
         if isinstance(packet, NodeStatusQuery):
             return self._answer_node_status(packet)
-        # Responses are not ours to take, and defending our names against others'
-        # registrations is the registration machine's job.
-        logger.debug("ignored %s for %s: not a question", type(packet).__name__, packet.name)
+        if isinstance(packet, NameRegistration):
+            return self._defend(packet, local_ip)
+        if isinstance(packet, RegistrationResponse | WaitForAcknowledgement):
+            if self.registrations is not None and self._in_scope(packet.name):
+                self.registrations.response_received(packet, source)
+            return None
+        # Others' refreshes and releases change nothing for a B node, which keeps no
+        # table of others' names; other responses answer questions we never ask here.
+        logger.debug("ignored %s for %s", type(packet).__name__, packet.name)
         return None
 
     def _in_scope(self, name: NetBIOSName) -> bool:
@@ -129,6 +158,28 @@ class NameService:
             return None
         logger.debug("answering unicast query for %s: NAM_ERR", query.name)
         return build_negative_name_query_response(query.trn_id, query.name, rcode=NAM_ERR)
+
+    def _defend(self, request: NameRegistration, local_ip: str) -> bytes | None:
+        """NEGATIVE NAME REGISTRATION RESPONSE (ACT_ERR, 0xAD86) when `request` claims a
+        unique name of ours (RFC 1002 §5.1.1, B node incoming REGISTRATION REQUEST).
+
+        A group registration of it conflicts too: a unique name is held by one node only.
+        Like nmbd, the answer carries the request's own NB_FLAGS and address, and goes to
+        the registrant alone (the transport sends replies to the sender).
+        """
+        if not self._in_scope(request.name):
+            return None
+        if request.address == local_ip:
+            # Our own registration, come back through the broadcast address.
+            return None
+        owned, group = self._owned(request.name)
+        if not owned or group:
+            logger.debug("ignored registration of %s by %s", request.name, request.address)
+            return None
+        logger.info("defending %s against a registration by %s", request.name, request.address)
+        return build_negative_name_registration_response(
+            request.trn_id, request.name, request.address, nb_flags=request.nb_flags
+        )
 
     def _answer_node_status(self, query: NodeStatusQuery) -> bytes | None:
         if not self._in_scope(query.name):

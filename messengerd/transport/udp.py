@@ -19,7 +19,11 @@ Deliver = Callable[[MessageReceived, str], Awaitable[bool]]
 
 
 class NameServiceProtocol(asyncio.DatagramProtocol):
-    """Feeds each UDP 137 datagram to a NameService and sends its answer back to the peer."""
+    """Feeds each UDP 137 datagram to a NameService and sends its answer back to the peer.
+
+    The protocol on the broadcast address's socket is given the unicast socket's transport
+    to answer from: a reply from the broadcast socket would carry that address as source.
+    """
 
     def __init__(self, service: NameService, bind: str) -> None:
         self.service = service
@@ -33,7 +37,7 @@ class NameServiceProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         local_ip = self.bind if self.bind != "0.0.0.0" else _local_address(addr[0])
         try:
-            reply = self.service.receive(data, local_ip=local_ip)
+            reply = self.service.receive(data, local_ip=local_ip, source=addr[0])
         except Exception:
             log.exception("name service packet from %s:%d dropped", *addr)
             return
@@ -42,6 +46,12 @@ class NameServiceProtocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         log.debug("name service socket: %s", exc)
+
+    def send(self, data: bytes, addr: tuple[str, int]) -> None:
+        """Send a request of our own (a registration broadcast) from this protocol's socket."""
+        if self.transport is None or self.transport.is_closing():
+            raise OSError("the name service socket is closed")
+        self.transport.sendto(data, addr)
 
 
 class DatagramServiceProtocol(asyncio.DatagramProtocol):

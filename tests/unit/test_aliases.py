@@ -3,7 +3,16 @@
 import pytest
 
 from messengerd import lmerr
-from messengerd.aliases import MAX_ALIASES, AliasTable, MessageInfo
+from messengerd.aliases import (
+    ALIAS_FILE,
+    MAX_ALIAS_FILE_BYTES,
+    MAX_ALIASES,
+    AliasFileError,
+    AliasTable,
+    MessageInfo,
+    load_aliases,
+    save_aliases,
+)
 from messengerd.lmerr import NetError
 from messengerd.wire.names import NetBIOSName
 
@@ -99,3 +108,60 @@ def test_error_carries_code_and_lmerr_name():
     error = NetError(lmerr.NERR_DuplicateName)
     assert error.name == "NERR_DuplicateName"
     assert "2297" in str(error)
+
+
+def test_check_add_refuses_what_add_would_without_adding():
+    table = AliasTable(["BOB"])
+    assert table.check_add("carol") == NetBIOSName(b"CAROL", 0x03)
+    assert NetBIOSName(b"CAROL", 0x03) not in table
+    assert code_of(table.check_add, "bob") == lmerr.NERR_AlreadyExists
+    pending = {NetBIOSName(b"CAROL", 0x03)}
+    assert code_of(table.check_add, "carol", pending) == lmerr.NERR_AlreadyExists
+    assert code_of(table.check_add, "A" * 16) == lmerr.ERROR_INVALID_PARAMETER
+
+
+def test_check_add_counts_pending_names_against_the_limit():
+    table = AliasTable([f"N{i}" for i in range(MAX_ALIASES - 1)])
+    pending = {NetBIOSName(b"LAST", 0x03)}
+    assert code_of(table.check_add, "ONEMORE", pending) == lmerr.NERR_TooManyNames
+
+
+def test_remove_takes_out_even_the_computer_name():
+    table = AliasTable(["BOB"], computer_name="HOST1")
+    host = NetBIOSName(b"HOST1", 0x03)
+    assert table.computer_name == host
+    assert table.remove(host) and not table.remove(host)
+    assert len(table) == 1
+    table.add("host1")
+    assert code_of(table.delete, "HOST1") == lmerr.NERR_DelComputerName
+
+
+def test_aliases_round_trip_through_the_data_dir(tmp_path):
+    assert load_aliases(tmp_path) == []
+    save_aliases(tmp_path, ["BOB", "JÜRGEN"])
+    assert load_aliases(tmp_path) == ["BOB", "JÜRGEN"]
+    save_aliases(tmp_path, ["BOB"])
+    assert load_aliases(tmp_path) == ["BOB"]
+    assert [p.name for p in tmp_path.iterdir()] == [ALIAS_FILE], "no temporary file left"
+
+
+def test_save_makes_a_missing_data_dir_private(tmp_path):
+    data_dir = tmp_path / "new"
+    save_aliases(data_dir, ["BOB"])
+    assert data_dir.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"{not json", b'["BOB"]', b'{"aliases": "BOB"}', b'{"aliases": [1]}', b"\xff\xfe"],
+)
+def test_an_unreadable_alias_file_is_an_error_naming_the_file(tmp_path, content):
+    (tmp_path / ALIAS_FILE).write_bytes(content)
+    with pytest.raises(AliasFileError, match=ALIAS_FILE):
+        load_aliases(tmp_path)
+
+
+def test_an_oversized_alias_file_is_not_read(tmp_path):
+    (tmp_path / ALIAS_FILE).write_bytes(b" " * (MAX_ALIAS_FILE_BYTES + 1))
+    with pytest.raises(AliasFileError, match="over"):
+        load_aliases(tmp_path)

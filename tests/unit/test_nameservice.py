@@ -18,7 +18,6 @@ from messengerd.wire.nbns import (
     NodeName,
     NodeStatus,
     QueryResponse,
-    build_name_overwrite_demand,
     build_name_query_request,
     build_name_refresh_request,
     build_name_registration_request,
@@ -230,14 +229,12 @@ def test_responses_are_ignored(service, data):
     "data",
     [
         build_name_registration_request(1, EVE, "192.0.2.99"),
-        build_name_registration_request(2, BOB, "192.0.2.99"),
-        build_name_overwrite_demand(3, BOB, "192.0.2.99"),
         build_name_release_request(4, BOB, "192.0.2.99"),
         build_name_refresh_request(5, BOB, "192.0.2.99"),
     ],
-    ids=["registration", "registration of ours", "overwrite", "release", "refresh"],
+    ids=["registration of another name", "release", "refresh"],
 )
-def test_others_registrations_are_ignored_for_now(service, data):
+def test_releases_refreshes_and_registrations_of_other_names_are_ignored(service, data):
     assert service.receive(data, local_ip=LOCAL_IP) is None
 
 

@@ -12,10 +12,12 @@ from messengerd.wire.names import NetBIOSName
 from messengerd.wire.nbns import (
     NAME_SERVICE_PORT,
     NameQuery,
+    NameRegistration,
     NameServiceHeader,
     NameServicePacket,
     NodeStatusQuery,
     QueryResponse,
+    RegistrationResponse,
     parse_nbns,
 )
 from tests.conftest import CAPTURES
@@ -95,6 +97,10 @@ def test_name_service_answers_only_for_names_it_owns(capture, name):
         assert answer.trn_id == request.trn_id, segment.frame
         if isinstance(request, NodeStatusQuery):
             assert request.wildcard or request.name == RECVR, segment.frame
+        elif isinstance(request, NameRegistration):
+            # Another node claiming our unique name is told it is taken (ACT_ERR).
+            assert request.name == RECVR and request.address != "192.0.2.1", segment.frame
+            assert isinstance(answer, RegistrationResponse) and not answer.positive
         else:
             assert isinstance(request, NameQuery), segment.frame
             positive = isinstance(answer, QueryResponse) and answer.positive
