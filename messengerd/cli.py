@@ -14,14 +14,22 @@ from pathlib import Path
 
 from messengerd import __version__
 from messengerd.commands import config as config_command
-from messengerd.commands import decode, history, send
-from messengerd.config import DaemonConfig, default_aliases, default_data_dir
+from messengerd.commands import decode, history, names, send, tray
+from messengerd.config import DaemonConfig, default_data_dir
 from messengerd.daemon import Daemon, ListenError
-from messengerd.delivery.console import ConsoleSink
+from messengerd.delivery.routing import build_sinks
 from messengerd.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from messengerd.inbox import InboxError
 from messengerd.lmerr import NetError
-from messengerd.wire.text import DEFAULT_CODEPAGE, check_codepage
+from messengerd.policy import Policy
+from messengerd.settings import (
+    Settings,
+    SettingsError,
+    default_config_path,
+    find_settings,
+    merge_daemon_config,
+)
+from messengerd.wire.text import DEFAULT_CODEPAGE
 
 log = logging.getLogger("messengerd")
 
@@ -48,7 +56,6 @@ def add_daemon_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--bind",
         type=_ipv4,
-        default="0.0.0.0",
         metavar="ADDR",
         help="address to listen on (default 0.0.0.0: every interface)",
     )
@@ -62,21 +69,18 @@ def add_daemon_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--name-port",
         type=_port,
-        default=137,
         metavar="N",
         help="NetBIOS name service UDP port (default 137)",
     )
     parser.add_argument(
         "--datagram-port",
         type=_port,
-        default=138,
         metavar="N",
         help="NetBIOS datagram service UDP port (default 138)",
     )
     parser.add_argument(
         "--session-port",
         type=_port,
-        default=139,
         metavar="N",
         help="NetBIOS session service TCP port (default 139)",
     )
@@ -95,7 +99,6 @@ def add_daemon_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--codepage",
-        default=DEFAULT_CODEPAGE,
         help=f"senders' OEM code page (default {DEFAULT_CODEPAGE})",
     )
     parser.add_argument(
@@ -108,28 +111,21 @@ def add_daemon_options(parser: argparse.ArgumentParser) -> None:
         "--no-store",
         dest="store",
         action="store_false",
+        default=None,
         help="keep no inbox: acknowledge and show messages without storing them",
     )
-
-
-def daemon_config(args: argparse.Namespace) -> DaemonConfig:
-    """A DaemonConfig from parsed options; UsageError for values that cannot work."""
-    try:
-        codepage = check_codepage(args.codepage)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    return DaemonConfig(
-        bind=args.bind,
-        broadcast=args.broadcast,
-        name_port=args.name_port,
-        datagram_port=args.datagram_port,
-        session_port=args.session_port,
-        aliases=args.alias if args.alias else default_aliases(),
-        workgroups=args.workgroup if args.workgroup else ["WORKGROUP"],
-        codepage=codepage,
-        data_dir=args.data_dir or default_data_dir(),
-        store=args.store,
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"settings file (default {default_config_path()}, if it exists); "
+        "options given here override it",
     )
+
+
+def daemon_config(args: argparse.Namespace, settings: Settings | None = None) -> DaemonConfig:
+    """A DaemonConfig: the options given, else the settings file's, else the defaults."""
+    return merge_daemon_config(settings or Settings(), args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -146,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object per message")
     run.set_defaults(handler=cmd_run)
 
-    for command in (history, send, decode, config_command):
+    for command in (history, send, decode, config_command, names, tray):
         command.add_parser(commands)
     return parser
 
@@ -166,11 +162,18 @@ async def _run_daemon(daemon: Daemon) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    config = daemon_config(args)
     try:
-        daemon = Daemon(config, [ConsoleSink(json_lines=args.json)])
+        settings = find_settings(args.config)
+    except SettingsError as exc:
+        for line in exc.lines():
+            print(f"messengerd: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    config = daemon_config(args, settings)
+    try:
+        sinks = build_sinks(settings, json_lines=args.json)
+        daemon = Daemon(config, sinks, policy=Policy(**settings.policy_arguments()))
     except NetError as exc:
-        raise UsageError(f"bad --alias: {exc}") from None
+        raise UsageError(f"bad alias: {exc}") from None
     except InboxError as exc:
         print(f"messengerd: {exc}", file=sys.stderr)
         return EXIT_FAILED

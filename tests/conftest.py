@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,37 @@ def capture(captures: Path):
         return path
 
     return find
+
+
+ALLOWED_NETWORKS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("198.51.100.0/24"))
+"""Where tests may send: loopback, and the namespaces' test network (TEST-NET-2)."""
+
+
+def _check_destination(address: object) -> None:
+    if not (isinstance(address, tuple) and address and isinstance(address[0], str)):
+        return
+    try:
+        host = ipaddress.ip_address(address[0])
+    except ValueError:
+        return  # a host name: resolution goes through the resolver, not this socket
+    if not any(host in network for network in ALLOWED_NETWORKS if host.version == 4):
+        raise AssertionError(f"a test tried to reach {address[0]}: only loopback is allowed")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loopback_only():
+    """Fail any in-process send or connect beyond loopback and the test namespaces."""
+    original_sendto, original_connect = socket.socket.sendto, socket.socket.connect
+
+    def sendto(self, data, *args):
+        _check_destination(args[-1])
+        return original_sendto(self, data, *args)
+
+    def connect(self, address):
+        if self.family == socket.AF_INET:
+            _check_destination(address)
+        return original_connect(self, address)
+
+    socket.socket.sendto, socket.socket.connect = sendto, connect
+    yield
+    socket.socket.sendto, socket.socket.connect = original_sendto, original_connect

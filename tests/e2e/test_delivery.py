@@ -8,7 +8,6 @@ what came over the wire, and the policy refuses what it should once the Daemon t
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import logging
 import shlex
@@ -205,15 +204,7 @@ async def test_a_hostile_sender_name_from_the_wire_reaches_the_command_as_data(
     assert not canary.exists()
 
 
-def _daemon_takes_a_policy() -> bool:
-    return "policy" in inspect.signature(Daemon).parameters
-
-
 @pytest.mark.asyncio
-@pytest.mark.skipif(
-    not _daemon_takes_a_policy(),
-    reason="Daemon(config, sinks, policy=...) is not integrated yet (issue 4, lead's step)",
-)
 async def test_the_policy_refuses_denied_senders_and_floods_and_nothing_else(tmp_path):
     from messengerd.policy import Policy, Reason
 
@@ -236,24 +227,6 @@ async def test_the_policy_refuses_denied_senders_and_floods_and_nothing_else(tmp
     assert stored == ["alert 0", "alert 1", "alert 2"], "refused messages are not stored"
 
 
-def _run_takes_a_config() -> bool:
-    from messengerd.cli import build_parser
-
-    try:
-        args = build_parser().parse_args(["run", "--config", "x.toml"])
-    except SystemExit:
-        return False
-    return getattr(args, "config", None) is not None
-
-
-needs_config_option = pytest.mark.skipif(
-    not _run_takes_a_config(),
-    reason="`messengerd run --config` and `messengerd config` are not in cli.py yet "
-    "(issue 4, lead's step)",
-)
-
-
-@needs_config_option
 def test_config_check_from_the_command_line(tmp_path):
     good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
     good.write_text('[daemon]\naliases = ["BOB"]\n', encoding="utf-8")
@@ -277,7 +250,6 @@ def test_config_check_from_the_command_line(tmp_path):
     )
 
 
-@needs_config_option
 def test_run_with_a_settings_file_routes_filters_and_runs_the_command(tmp_path):
     out = tmp_path / "popup.txt"
     copy = "import shutil, sys; shutil.copy(sys.argv[1], sys.argv[2])"
