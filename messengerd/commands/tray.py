@@ -1,0 +1,189 @@
+"""`messengerd tray`: the icon, the popups and the history for the person at the desk.
+
+Attached (the default) it talks to the daemon for the data directory over its control
+channel; `--standalone` runs the daemon in the same process, with every `run` option.
+The GUI modules are imported only when the command runs, so `messengerd --help` works
+on a Python without tkinter, and a machine without a display gets one line, not a trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from messengerd.config import default_data_dir
+from messengerd.exits import EXIT_FAILED, EXIT_OK, UsageError
+
+DAEMON_ONLY = (
+    "bind",
+    "broadcast",
+    "name_port",
+    "datagram_port",
+    "session_port",
+    "alias",
+    "workgroup",
+    "codepage",
+    "store",
+)
+"""`run` options that only mean something with --standalone (--data-dir means both)."""
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add `tray` to the `messengerd` subcommands (the object add_subparsers returned)."""
+    from messengerd.cli import add_daemon_options
+
+    tray = subparsers.add_parser(
+        "tray",
+        help="show messages as they arrive: tray icon, notifications, the classic popup",
+        description="A tray icon for the person at the desk: each new message pops up (a "
+        "notification where the desktop has them, else the classic Messenger Service "
+        "window), with the recent ones, a searchable history and the aliases in its menu. "
+        "It attaches to the daemon running for --data-dir, or with --standalone runs one "
+        "itself, taking every `messengerd run` option. The tray backend is pystray's "
+        "choice, or PYSTRAY_BACKEND (appindicator, gtk, xorg, win32, darwin).",
+    )
+    tray.add_argument(
+        "--standalone",
+        action="store_true",
+        help="run the daemon in this process instead of attaching to a running one",
+    )
+    tray.add_argument(
+        "--popup",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show the classic popup window for each message (default: only where the "
+        "desktop has no notifications)",
+    )
+    tray.add_argument(
+        "--dnd",
+        action="store_true",
+        help="start in do-not-disturb: keep messages (unread) without popping them up",
+    )
+    add_daemon_options(tray)
+    tray.set_defaults(handler=cmd_tray)
+
+
+def cmd_tray(args: argparse.Namespace) -> int:
+    """Run the tray until Quit, Ctrl-C or SIGTERM."""
+    if not args.standalone:
+        _check_attach_options(args)
+    from messengerd.tray.app import load_pystray, open_display
+
+    root = open_display()
+    try:
+        pystray = load_pystray()
+        if args.standalone:
+            app = _standalone(args, root, pystray)
+        else:
+            app = _attached(args, root, pystray)
+    except BaseException:
+        root.destroy()
+        raise
+    if app is None:
+        root.destroy()
+        return EXIT_FAILED
+    _quit_on_signals(app)
+    app.run()
+    return EXIT_OK
+
+
+def _check_attach_options(args: argparse.Namespace) -> None:
+    from messengerd.cli import add_daemon_options
+
+    defaults = argparse.ArgumentParser(add_help=False)
+    add_daemon_options(defaults)
+    given = [
+        dest
+        for dest in DAEMON_ONLY
+        if hasattr(args, dest) and getattr(args, dest) != defaults.get_default(dest)
+    ]
+    if given:
+        options = ", ".join("--" + dest.replace("_", "-") for dest in given)
+        raise UsageError(
+            f"{options} configure a daemon: add --standalone to run one here, or give them "
+            "to the `messengerd run` this tray attaches to"
+        )
+
+
+def _standalone(args: argparse.Namespace, root: Any, pystray: Any) -> Any:
+    from messengerd.cli import daemon_config
+    from messengerd.daemon import Daemon
+    from messengerd.inbox import Inbox, InboxError
+    from messengerd.lmerr import NetError
+    from messengerd.tray.app import TrayApp, TraySink
+    from messengerd.tray.presenter import Presenter
+    from messengerd.tray.standalone import DaemonThread, LocalAliases
+
+    config = daemon_config(args)
+    try:
+        daemon = Daemon(config, [])
+        store = Inbox(config.data_dir, create=False) if config.store else None
+    except NetError as exc:
+        raise UsageError(f"bad --alias: {exc}") from None
+    except InboxError as exc:
+        print(f"messengerd: {exc}", file=sys.stderr)
+        return None
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    runner = DaemonThread(daemon)
+    presenter = Presenter(
+        store=store,
+        aliases=LocalAliases(runner),
+        traits=TrayApp.traits(pystray),
+        popups=args.popup,
+        dnd=args.dnd,
+    )
+    app = TrayApp(root, presenter, pystray)
+    daemon.add_sink(TraySink(app))
+    # Read the inbox before the daemon takes messages, so none is both loaded and new.
+    app.apply(presenter.load())
+    runner.start()
+    app.on_quit.append(runner.stop)
+    return app
+
+
+def _attached(args: argparse.Namespace, root: Any, pystray: Any) -> Any:
+    from messengerd.control import ControlError
+    from messengerd.inbox import Inbox, InboxError
+    from messengerd.tray.app import TrayApp
+    from messengerd.tray.attach import ControlAliases, Subscription
+    from messengerd.tray.presenter import Presenter
+
+    data_dir: Path = args.data_dir or default_data_dir()
+    try:
+        store = Inbox(data_dir, create=False)
+    except FileNotFoundError:
+        store = None  # a daemon with --no-store: the tray keeps what it saw in memory
+    except InboxError as exc:
+        print(f"messengerd: {exc}", file=sys.stderr)
+        return None
+    presenter = Presenter(
+        store=store,
+        aliases=ControlAliases(data_dir),
+        traits=TrayApp.traits(pystray),
+        popups=args.popup,
+        dnd=args.dnd,
+    )
+    app = TrayApp(root, presenter, pystray)
+    subscription = Subscription(
+        data_dir,
+        on_message=lambda message: app.post(lambda: app.receive(message)),
+        on_connected=lambda: app.post(lambda: app.apply(presenter.catch_up())),
+    )
+    try:
+        subscription.start()
+    except ControlError as exc:
+        raise UsageError(f"{exc}, or run `messengerd tray --standalone`") from None
+    # Subscribed first, then the inbox read: a message in between pops up (not lost).
+    app.apply(presenter.load())
+    app.on_quit.append(subscription.stop)
+    return app
+
+
+def _quit_on_signals(app: Any) -> None:
+    """Ctrl-C and SIGTERM quit cleanly: the daemon stops and the inbox commits."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda _signum, _frame: app.request_quit())

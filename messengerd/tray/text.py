@@ -1,0 +1,115 @@
+"""What the tray may show of a message: controls made visible, lines cut, rows counted.
+
+Pure functions over str, shared by the presenter and the windows; the sender's text is
+never interpreted (no markup, no terminal codes), only made safe to look at.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Callable
+
+from messengerd.message import Message
+
+POPUP_TEXT_COLUMNS = 60
+"""Characters per line in a popup's text box; Windows' popup was about as wide."""
+
+POPUP_MAX_ROWS = 12
+"""Rows the popup's text box grows to before it scrolls, so it never runs off screen."""
+
+MENU_LABEL_CHARS = 48
+"""Characters of a message's first line in the Recent menu and the history list."""
+
+ELLIPSIS = "…"
+
+_KEEP = frozenset("\n\t")
+_INVISIBLE = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
+"""Controls, format characters (bidi overrides, zero-width), surrogates, line separators."""
+
+# fmt: off
+C0_NAMES = (
+    "NUL", "SOH", "STX", "ETX", "EOT", "ENQ", "ACK", "BEL",
+    "BS", "HT", "LF", "VT", "FF", "CR", "SO", "SI",
+    "DLE", "DC1", "DC2", "DC3", "DC4", "NAK", "SYN", "ETB",
+    "CAN", "EM", "SUB", "ESC", "FS", "GS", "RS", "US",
+)
+# fmt: on
+"""The C0 control characters' abbreviations (ISO 646, ECMA-48 §8.2), by code."""
+
+
+def visible_text(text: str) -> str:
+    """`text` as it may be shown: newline and tab kept, every other control made visible.
+
+    C0 controls and DEL show as their abbreviations, `<BEL>`, `<ESC>`, `<DEL>` (Unicode's
+    control pictures would be tidier, but few fonts have them, and a missing glyph is an
+    empty box); C1 controls, bidi overrides, zero-width and separator characters show as
+    `<U+202E>`, so a sender cannot ring, reorder, hide or spoof anything in the popup.
+    """
+    out: list[str] = []
+    for char in text:
+        code = ord(char)
+        if char in _KEEP:
+            out.append(char)
+        elif code < 0x20:
+            out.append(f"<{C0_NAMES[code]}>")
+        elif code == 0x7F:
+            out.append("<DEL>")
+        elif unicodedata.category(char) in _INVISIBLE:
+            out.append(f"<U+{code:04X}>")
+        else:
+            out.append(char)
+    return "".join(out)
+
+
+def shorten(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, an ellipsis marking the cut."""
+    return text if len(text) <= limit else text[: limit - 1] + ELLIPSIS
+
+
+def first_line(text: str, limit: int = MENU_LABEL_CHARS) -> str:
+    """The first line with something on it, made visible and cut to `limit` characters."""
+    for line in text.split("\n"):
+        if line.strip():
+            return shorten(visible_text(line.strip()), limit)
+    return ""
+
+
+def popup_rows(
+    text: str,
+    width: float = POPUP_TEXT_COLUMNS,
+    measure: Callable[[str], float] = len,
+    most: int = POPUP_MAX_ROWS,
+) -> int:
+    """Rows `text` takes word-wrapped at `width`, at least 1, at most `most`.
+
+    `measure` gives a piece of text's width in the unit of `width`: characters by
+    default; the popup passes its font's pixel measure, as Tk wraps by pixels.
+    """
+    rows = 0
+    for line in text.split("\n"):
+        rows += 1
+        used = 0.0
+        for word in _WORDS.findall(line):
+            ink = measure(word.rstrip())  # spaces at the end of a row may hang past it
+            if used and used + ink > width:
+                rows += 1
+                used = 0.0
+            if ink > width:
+                # A word wider than the box is broken wherever it reaches the edge.
+                rows += math.ceil(ink / width) - 1
+                used = ink % width
+            else:
+                used += measure(word)
+        if rows >= most:
+            return most
+    return max(1, rows)
+
+
+_WORDS = re.compile(r"\S+\s*|\s+")
+
+
+def when_text(message: Message) -> str:
+    """The local date and time a message arrived, as `run` and `history` print it."""
+    return message.received_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
