@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import getpass
+import os
 import socket
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import platformdirs
 
+from messengerd.wire.names import NETBIOS_NAME_LENGTH
 from messengerd.wire.text import DEFAULT_CODEPAGE
 
 NAME_SERVICE_PORT = 137
@@ -19,25 +22,42 @@ SESSION_SERVICE_PORT = 139
 DEFAULT_WORKGROUP = "WORKGROUP"
 
 
+SERVICE_DATA_DIR = Path("/var/lib/messengerd")
+"""The system service's state directory (service/messengerd.service: StateDirectory)."""
+
+
+def _netbios_length(name: str) -> str:
+    """`name` cut to what fits a NetBIOS name, as Windows cut computer names to 15 bytes."""
+    while len(name.upper().encode(DEFAULT_CODEPAGE, errors="replace")) > NETBIOS_NAME_LENGTH:
+        name = name[:-1]
+    return name
+
+
 def default_computer_name() -> str:
-    """The host name without its domain: the computer name Windows registered as NAME<03>."""
-    return socket.gethostname().split(".")[0]
+    """The host name without its domain, at most 15 bytes: the computer's NAME<03>."""
+    return _netbios_length(socket.gethostname().split(".")[0])
 
 
 def default_aliases() -> list[str]:
     """The host name and the logged-in user, as Windows' Messenger registered them."""
     names = [default_computer_name()]
     try:
-        user = getpass.getuser()
+        user = _netbios_length(getpass.getuser())
     except (KeyError, OSError):
         user = ""
     if user and user.upper() != names[0].upper():
         names.append(user)
-    return names
+    return [name for name in names if name]
 
 
 def default_data_dir() -> Path:
-    """Where the alias table, the inbox and the control socket live by default."""
+    """Where the alias table, the inbox and the control socket live by default.
+
+    The system service's directory for root on Unix (so `messengerd names` as root acts on
+    the service), else the platform's per-user data directory.
+    """
+    if hasattr(os, "geteuid") and os.geteuid() == 0 and sys.platform != "darwin":
+        return SERVICE_DATA_DIR
     return Path(platformdirs.user_data_dir("messengerd", appauthor=False))
 
 

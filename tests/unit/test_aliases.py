@@ -165,3 +165,11 @@ def test_an_oversized_alias_file_is_not_read(tmp_path):
     (tmp_path / ALIAS_FILE).write_bytes(b" " * (MAX_ALIAS_FILE_BYTES + 1))
     with pytest.raises(AliasFileError, match="over"):
         load_aliases(tmp_path)
+
+
+def test_a_long_host_name_is_cut_to_15_bytes_for_the_default_aliases(monkeypatch):
+    from messengerd import config
+
+    monkeypatch.setattr(config.socket, "gethostname", lambda: "build-server-number-twelve.lab")
+    assert config.default_computer_name() == "build-server-nu"
+    assert AliasTable(config.default_aliases())  # every default is a valid alias
