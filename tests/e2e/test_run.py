@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import struct
 import subprocess
@@ -250,3 +251,19 @@ def test_ctrl_c_stops_cleanly(tmp_path):
     process = DaemonProcess("--alias", "BOB", data_dir=tmp_path)
     assert process.stop() == 0
     assert not any("Traceback" in line for line in process.log)
+
+
+def test_the_same_message_by_session_and_mailslot_is_stored_and_shown_once(daemon):
+    with connect(daemon) as sock:
+        sock.sendall(d0(b"UPS", b"BOB", b"On battery"))
+        assert recv_frame(sock)[9:13] == bytes(4)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.sendto(
+            mailslot_datagram(b"UPS", b"BOB", b"On battery"),
+            ("127.0.0.1", daemon.ports["datagram"]),
+        )
+    assert daemon.next_message()["path"] == "session"
+    assert daemon.no_message(1.0), "the mailslot copy is not shown again"
+    assert any("is a copy of #" in line for line in daemon.log), "the copy did arrive"
+    history = run_messengerd("history", "--json", "--data-dir", str(daemon.data_dir))
+    assert [json.loads(line)["text"] for line in history.stdout.splitlines()] == ["On battery"]
