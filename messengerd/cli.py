@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import signal
 import sys
@@ -15,6 +14,7 @@ from pathlib import Path
 from messengerd import __version__
 from messengerd.commands import config as config_command
 from messengerd.commands import decode, history, names, send, tray
+from messengerd.commands.arguments import ipv4, listen_port
 from messengerd.config import DaemonConfig, default_data_dir
 from messengerd.daemon import Daemon, ListenError
 from messengerd.delivery.routing import build_sinks
@@ -34,53 +34,36 @@ from messengerd.wire.text import DEFAULT_CODEPAGE
 log = logging.getLogger("messengerd")
 
 
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535; 0 = any free)")
-    return port
-
-
-def _ipv4(text: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 address") from None
-
-
 def add_daemon_options(parser: argparse.ArgumentParser) -> None:
     """The options of `messengerd run`, shared with `messengerd tray --standalone`."""
     parser.add_argument(
         "--bind",
-        type=_ipv4,
+        type=ipv4,
         metavar="ADDR",
         help="address to listen on (default 0.0.0.0: every interface)",
     )
     parser.add_argument(
         "--broadcast",
-        type=_ipv4,
+        type=ipv4,
         metavar="ADDR",
         help="broadcast address for name registrations (default: that of "
         "the --bind interface, 127.255.255.255 for 127.0.0.1)",
     )
     parser.add_argument(
         "--name-port",
-        type=_port,
+        type=listen_port,
         metavar="N",
         help="NetBIOS name service UDP port (default 137)",
     )
     parser.add_argument(
         "--datagram-port",
-        type=_port,
+        type=listen_port,
         metavar="N",
         help="NetBIOS datagram service UDP port (default 138)",
     )
     parser.add_argument(
         "--session-port",
-        type=_port,
+        type=listen_port,
         metavar="N",
         help="NetBIOS session service TCP port (default 139)",
     )

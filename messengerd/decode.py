@@ -24,7 +24,7 @@ from messengerd import limits
 from messengerd.config import DATAGRAM_SERVICE_PORT, NAME_SERVICE_PORT, SESSION_SERVICE_PORT
 from messengerd.message import Message
 from messengerd.protocol.datagram import DatagramService
-from messengerd.protocol.events import MessageReceived, SendData
+from messengerd.protocol.events import EveryName, MessageReceived, SendData
 from messengerd.protocol.session import SessionMachine, SessionState
 from messengerd.sender import SESSION_TIMEOUT, describe_status
 from messengerd.wire import nbss, smb
@@ -115,19 +115,6 @@ class CaptureEvent:
             "dst": self.dst,
             **self.details,
         }
-
-
-class _AnyName:
-    """A directory owning every name: a capture's messages are shown whoever they were for."""
-
-    def is_local(self, name: NetBIOSName) -> bool:
-        return True
-
-    def is_group(self, name: NetBIOSName) -> bool:
-        return True
-
-    def name_table(self) -> list[tuple[NetBIOSName, bool]]:
-        return []
 
 
 Flow = tuple[str, int, str, int]
@@ -222,7 +209,7 @@ class CaptureDecoder:
         self.name_ports = frozenset(name_ports)
         self.datagram_ports = frozenset(datagram_ports)
         self.session_ports = frozenset(session_ports)
-        self._datagrams = DatagramService(_AnyName(), codepage=codepage)
+        self._datagrams = DatagramService(EveryName(), codepage=codepage)
         self._fragment_frames: dict[tuple[str, int], list[int]] = {}
         self._connections: dict[frozenset[tuple[str, int]], _Connection] = {}
         self._recent: deque[tuple[float, tuple[Any, ...], list[CaptureEvent]]] = deque(
@@ -435,7 +422,7 @@ class CaptureDecoder:
         self._connections.pop(key, None)
         connection = _Connection(
             client=(segment.src, segment.sport, segment.dst, segment.dport),
-            machine=SessionMachine(_AnyName(), codepage=self.codepage),
+            machine=SessionMachine(EveryName(), codepage=self.codepage),
         )
         self._connections[key] = connection
         return connection

@@ -9,19 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from messengerd.commands.arguments import peer_port
 from messengerd.config import DATAGRAM_SERVICE_PORT, NAME_SERVICE_PORT, SESSION_SERVICE_PORT
 from messengerd.exits import EXIT_OK, UsageError
 from messengerd.wire.text import DEFAULT_CODEPAGE, check_codepage
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 < port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
-    return port
 
 
 def add_parser(subparsers: Any) -> None:
@@ -46,7 +37,7 @@ def add_parser(subparsers: Any) -> None:
     ):
         decode.add_argument(
             option,
-            type=_port,
+            type=peer_port,
             action="append",
             metavar="N",
             help=f"a {what} port to decode (repeatable; default {default})",

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import sys
 from typing import Any
 
+from messengerd.commands.arguments import ipv4, peer_port
 from messengerd.config import DATAGRAM_SERVICE_PORT, NAME_SERVICE_PORT, SESSION_SERVICE_PORT
 from messengerd.exits import EXIT_FAILED, EXIT_OK, UsageError
 from messengerd.lmerr import NetError, describe
@@ -19,23 +19,6 @@ log = logging.getLogger(__name__)
 
 STDIN_TEXT = "-"
 """The TEXT that makes `send` read the message from standard input, as smbclient -M does."""
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 < port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
-    return port
-
-
-def _ipv4(text: str) -> str:
-    try:
-        return str(ipaddress.IPv4Address(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 address") from None
 
 
 def _seconds(text: str) -> float:
@@ -69,32 +52,32 @@ def add_parser(subparsers: Any) -> None:
         help="session, mailslot, or auto: the session, then the mailslot (default auto)",
     )
     send.add_argument(
-        "--host", type=_ipv4, metavar="ADDR", help="the recipient's address: no name query"
+        "--host", type=ipv4, metavar="ADDR", help="the recipient's address: no name query"
     )
     send.add_argument(
         "--port",
-        type=_port,
+        type=peer_port,
         default=SESSION_SERVICE_PORT,
         metavar="N",
         help=f"session service TCP port (default {SESSION_SERVICE_PORT})",
     )
     send.add_argument(
         "--datagram-port",
-        type=_port,
+        type=peer_port,
         default=DATAGRAM_SERVICE_PORT,
         metavar="N",
         help=f"datagram service UDP port (default {DATAGRAM_SERVICE_PORT})",
     )
     send.add_argument(
         "--name-port",
-        type=_port,
+        type=peer_port,
         default=NAME_SERVICE_PORT,
         metavar="N",
         help=f"name service UDP port the query goes to (default {NAME_SERVICE_PORT})",
     )
     send.add_argument(
         "--broadcast",
-        type=_ipv4,
+        type=ipv4,
         metavar="ADDR",
         help="where the name query goes (default: this host's LAN broadcast address)",
     )

@@ -54,3 +54,20 @@ class Directory(Protocol):
     def name_table(self) -> list[tuple[NetBIOSName, bool]]:
         """Every name we own, with True for group names, for node status answers."""
         ...
+
+
+class EveryName:
+    """A Directory that owns every name, so the bytes alone decide what is delivered.
+
+    For reading captures (`messengerd decode`) and replaying them in tests: every message
+    in them comes out, whoever it was for.
+    """
+
+    def is_local(self, name: NetBIOSName) -> bool:
+        return True
+
+    def is_group(self, name: NetBIOSName) -> bool:
+        return True
+
+    def name_table(self) -> list[tuple[NetBIOSName, bool]]:
+        return []

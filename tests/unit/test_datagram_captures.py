@@ -11,23 +11,9 @@ from collections import Counter
 from pathlib import Path
 
 from messengerd.protocol.datagram import DatagramService
-from messengerd.protocol.events import Dropped, MessageReceived
+from messengerd.protocol.events import Dropped, EveryName, MessageReceived
 from messengerd.wire.capture import read_segments
 from messengerd.wire.datagram import NETBIOS_DATAGRAM_PORT, DirectDatagram, parse_datagram
-from messengerd.wire.names import NetBIOSName
-
-
-class EveryName:
-    """A directory that owns every name, so only the bytes decide what is delivered."""
-
-    def is_local(self, name: NetBIOSName) -> bool:
-        return True
-
-    def is_group(self, name: NetBIOSName) -> bool:
-        return True
-
-    def name_table(self) -> list[tuple[NetBIOSName, bool]]:
-        return []
 
 
 def datagram_payloads(path: Path) -> list[tuple[int, tuple[str, int], bytes, float]]:

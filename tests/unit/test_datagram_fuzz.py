@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from messengerd.limits import REASSEMBLY_TIMEOUT
 from messengerd.protocol.datagram import DatagramService
-from messengerd.protocol.events import Dropped, MessageReceived
+from messengerd.protocol.events import Dropped, EveryName, MessageReceived
 from messengerd.wire.datagram import (
     BROADCAST,
     DATAGRAM_ERROR,
@@ -35,19 +35,6 @@ MAX_PENDING = 4
 """Small, so a few fragments already force evictions."""
 HEADER_AND_NAMES = 14 + 68
 """Where the SMB starts in a datagram between two unscoped names."""
-
-
-class Everyone:
-    """A directory that owns every name, so every well-formed message gets delivered."""
-
-    def is_local(self, name: NetBIOSName) -> bool:
-        return True
-
-    def is_group(self, name: NetBIOSName) -> bool:
-        return True
-
-    def name_table(self) -> list[tuple[NetBIOSName, bool]]:
-        return []
 
 
 def messenger_datagram(text: bytes, datagram_id: int = 7, msg_type: int = DIRECT_UNIQUE) -> bytes:
@@ -133,7 +120,7 @@ def test_mailslot_and_payload_parsers_raise_only_wire_error(raw: bytes) -> None:
 def test_receive_and_expire_never_raise_and_stay_bounded(
     steps: list[tuple[bytes, float, bool]],
 ) -> None:
-    service = DatagramService(Everyone(), max_pending=MAX_PENDING)
+    service = DatagramService(EveryName(), max_pending=MAX_PENDING)
     now = 0.0
     for raw, pause, expire_too in steps:
         now += pause
@@ -153,7 +140,7 @@ def test_receive_and_expire_never_raise_and_stay_bounded(
 def test_fragments_in_any_order_with_repeats_deliver_once(
     order: list[int], repeats: list[int]
 ) -> None:
-    service = DatagramService(Everyone(), max_pending=MAX_PENDING)
+    service = DatagramService(EveryName(), max_pending=MAX_PENDING)
     sequence = [FRAGMENTS[index] for index in order] + [FRAGMENTS[index] for index in repeats]
 
     events = [
@@ -170,7 +157,7 @@ def test_fragments_in_any_order_with_repeats_deliver_once(
     query=st.booleans(),
 )
 def test_a_flood_of_first_fragments_never_exceeds_max_pending(ids: list[int], query: bool) -> None:
-    service = DatagramService(Everyone(), max_pending=MAX_PENDING)
+    service = DatagramService(EveryName(), max_pending=MAX_PENDING)
     first = bytearray(FRAGMENTS[0])
     for number, datagram_id in enumerate(ids):
         first[2:4] = datagram_id.to_bytes(2, "big")
