@@ -21,7 +21,14 @@ one another on a connection. Ops:
   again from resume_handle.
 - `names.info` {name, level 0|1} -> {entry}: NetMessageNameGetInfo.
 - `subscribe` -> {ok}, then `{"event": "message", "message": {...}}` for each new message
-  (the keys of `messengerd run --json`) until the client closes the connection.
+  (the keys of `messengerd run --json`) until the client closes the connection; before a
+  message, `{"event": "dropped", "count": N}` when N older ones were dropped unsent.
+A subscriber that reads too slowly loses its oldest unsent messages, not its connection:
+past SUBSCRIBER_QUEUE waiting (delivery/notify.py, the hub feeding every subscriber), the
+oldest is dropped and counted, and the count goes out as a `dropped` event ahead of the
+next message. A stored message is in the inbox before it is sent here, so the subscriber
+catches up from there (the tray does, as after a reconnect); cutting it off instead would
+only make it reconnect and catch up the same way, losing more meanwhile.
 A request from a peer that does not authenticate gets an error reply and the connection
 is closed; a request over MAX_REQUEST_BYTES (skipped unread), bad JSON or an unknown op
 gets an error reply and the connection serves on.
@@ -30,7 +37,6 @@ gets an error reply and the connection serves on.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import hmac
 import json
@@ -41,12 +47,13 @@ import socket
 import stat
 import struct
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
 from messengerd import lmerr
 from messengerd.aliases import AliasTable, MessageInfo
+from messengerd.delivery.notify import NotificationSink, Subscription, TooManySubscribers
 from messengerd.lmerr import NetError
 from messengerd.message import Message
 from messengerd.wire.names import NetBIOSName
@@ -66,8 +73,6 @@ MAX_REPLY_BYTES = 1 << 20
 """Longest reply line a client reads: a full table of 256 names is about 16 KiB."""
 MAX_CONNECTIONS = 64
 """Control connections open at once; the next gets an error reply and is closed."""
-MAX_SUBSCRIBER_BACKLOG = 256
-"""Messages queued for a subscriber that does not read; past it the subscriber is dropped."""
 IDLE_TIMEOUT = 300.0
 """Seconds a connection that has not subscribed may sit without sending a request."""
 WRITE_TIMEOUT = 30.0
@@ -169,25 +174,9 @@ def peer_uid(sock: Any) -> int | None:
     return None
 
 
-class _Subscriber:
-    """Messages waiting for one `subscribe` connection, bounded."""
-
-    def __init__(self) -> None:
-        self.queue: collections.deque[dict[str, Any]] = collections.deque()
-        self.ready = asyncio.Event()
-        self.overflowed = False
-        self.closing = False
-
-    def put(self, event: dict[str, Any]) -> None:
-        if len(self.queue) >= MAX_SUBSCRIBER_BACKLOG:
-            self.overflowed = True
-        else:
-            self.queue.append(event)
-        self.ready.set()
-
-
 class ControlServer:
-    """Serves the control protocol for one daemon; also a Sink feeding `subscribe`."""
+    """Serves the control protocol for one daemon; also the Sink feeding `subscribe`,
+    through its hub (a NotificationSink, one Subscription per `subscribe` connection)."""
 
     name = "control"
 
@@ -200,7 +189,7 @@ class ControlServer:
         self._server: asyncio.Server | None = None
         self._created: Path | None = None
         self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
-        self._subscribers: set[_Subscriber] = set()
+        self.hub = NotificationSink(name=self.name, max_subscribers=MAX_CONNECTIONS)
         self._uid = os.geteuid() if hasattr(os, "geteuid") else None
 
     # -- life --------------------------------------------------------------------------------
@@ -223,9 +212,7 @@ class ControlServer:
         """Close every connection and remove the socket or token file."""
         if self._server is not None:
             self._server.close()
-        for subscriber in self._subscribers:
-            subscriber.closing = True
-            subscriber.ready.set()
+        self.hub.close()
         # Closing a connection ends its reader; a request under way finishes first.
         for writer in self._connections.values():
             writer.close()
@@ -306,11 +293,7 @@ class ControlServer:
 
     async def deliver(self, message: Message) -> None:
         """Queue `message` for every subscriber (never waits for one)."""
-        if not self._subscribers:
-            return
-        event = {"event": "message", "message": message.to_json()}
-        for subscriber in self._subscribers:
-            subscriber.put(event)
+        await self.hub.deliver(message)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -387,14 +370,17 @@ class ControlServer:
                 return
             op = request.get("op")
             if op == "subscribe":
-                # Listed before the reply: every message after the reply reaches the client.
-                subscriber = _Subscriber()
-                self._subscribers.add(subscriber)
+                # Subscribed before the reply: every message after the reply reaches the client.
                 try:
+                    subscription = self.hub.subscribe()
+                except TooManySubscribers as exc:
+                    await self._write(
+                        writer, self._tag(error_reply(lmerr.NERR_NetworkError, str(exc)), request)
+                    )
+                    continue
+                with subscription:
                     await self._write(writer, self._tag({"ok": True}, request))
-                    await self._stream(reader, writer, subscriber)
-                finally:
-                    self._subscribers.discard(subscriber)
+                    await self._stream(reader, writer, subscription)
                 return
             await self._write(writer, self._tag(await self._dispatch(op, request), request))
 
@@ -444,25 +430,27 @@ class ControlServer:
         return error_reply(lmerr.ERROR_NOT_SUPPORTED, f"unknown op {op!r}; known: {known}")
 
     async def _stream(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, subscriber: _Subscriber
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, subscription: Subscription
     ) -> None:
+        loop = asyncio.get_running_loop()
         # Input after `subscribe` means nothing; read it only to see the client go.
-        gone = asyncio.get_running_loop().create_task(_read_until_eof(reader))
+        gone = loop.create_task(_read_until_eof(reader))
         try:
             while True:
-                ready = asyncio.get_running_loop().create_task(subscriber.ready.wait())
-                await asyncio.wait({ready, gone}, return_when=asyncio.FIRST_COMPLETED)
-                ready.cancel()
-                if gone.done() or subscriber.closing:
+                following = loop.create_task(subscription.get_with_dropped())
+                await asyncio.wait({following, gone}, return_when=asyncio.FIRST_COMPLETED)
+                if not following.done():
+                    following.cancel()
+                    return  # the client went
+                try:
+                    dropped, message = following.result()
+                except EOFError:
+                    return  # the hub closed: the daemon is stopping
+                if gone.done():
                     return
-                subscriber.ready.clear()
-                while subscriber.queue:
-                    await self._write(writer, subscriber.queue.popleft())
-                if subscriber.overflowed:
-                    detail = f"over {MAX_SUBSCRIBER_BACKLOG} messages unread; subscribe again"
-                    log.warning("control subscriber dropped: %s", detail)
-                    await self._write(writer, error_reply(lmerr.NERR_BufTooSmall, detail))
-                    return
+                if dropped:
+                    await self._write(writer, {"event": "dropped", "count": dropped})
+                await self._write(writer, {"event": "message", "message": message.to_json()})
         finally:
             gone.cancel()
 
@@ -649,17 +637,32 @@ class ControlClient:
             raise NetError(code, str(reply.get("detail") or ""))
         return reply
 
-    def subscribe(self) -> Iterator[dict[str, Any]]:
-        """Subscribe now; the iterator yields each new message (the dicts of `run --json`)."""
+    def subscribe(
+        self, on_dropped: Callable[[int], None] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Subscribe now; the iterator yields each new message (the dicts of `run --json`).
+
+        `on_dropped(count)` runs (in the iterating thread) when the daemon dropped `count`
+        messages this client read too slowly for, before the next message is yielded; they
+        are in the inbox. Without it, that is logged.
+        """
         self.request("subscribe")
         self._connection.sock.settimeout(None)
-        return self._messages()
+        return self._messages(on_dropped)
 
-    def _messages(self) -> Iterator[dict[str, Any]]:
+    def _messages(self, on_dropped: Callable[[int], None] | None) -> Iterator[dict[str, Any]]:
         while True:
             event = self._connection.receive()
             if event.get("event") == "message":
                 yield event["message"]
+            elif event.get("event") == "dropped":
+                count = event.get("count")
+                if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+                    raise ControlError(f"malformed dropped event: {event}")
+                if on_dropped is not None:
+                    on_dropped(count)
+                else:
+                    log.warning("messengerd dropped %d message(s) not read in time", count)
             elif event.get("ok") is False:
                 code = event.get("code")
                 raise NetError(code if isinstance(code, int) else lmerr.NERR_NetworkError,

@@ -8,7 +8,7 @@ codepage = "cp850"
 data_dir = "/var/lib/messengerd"   # relative paths are relative to this file
 
 [[sink]]                  # none: print to the console, as `messengerd run` does
-type = "command"          # console | command | forward | notify
+type = "command"          # console | command | forward
 name = "popup"            # default: the type; routes name sinks by it
 command = "notify-send -- %f %s"
 
@@ -51,7 +51,8 @@ from messengerd.wire.text import DEFAULT_CODEPAGE, check_codepage
 
 CONFIG_FILE_NAME = "messengerd.toml"
 
-SINK_TYPES = ("console", "command", "forward", "notify")
+SINK_TYPES = ("console", "command", "forward")
+"""What a `[[sink]]` may be. Front ends (the tray) subscribe on the control channel."""
 
 MAX_CONFIG_BYTES = 1024 * 1024
 """A settings file larger than this is refused: a typo (`--config /dev/zero`) should not
@@ -329,7 +330,6 @@ SINK_KEYS: dict[str, dict[str, Check]] = {
         "fromname": _nonempty_string,
         "timeout": _positive_number,
     },
-    "notify": {"queue": _positive_integer},
 }
 """Each sink type's keys beside `type` and `name`."""
 

@@ -1,9 +1,11 @@
-"""The notification sink: a hub the tray app and control-channel clients subscribe to.
+"""The notification hub: where front ends (the tray, `subscribe` on the control channel)
+get each new message. ControlServer feeds its `subscribe` connections from one of these.
 
 Each subscriber gets its own bounded queue. A subscriber that falls behind loses its
 oldest messages, counted in `dropped`, rather than making the daemon hold an unbounded
-backlog or making other subscribers wait: every message is in the inbox anyway, so a
-lagging tray can catch up from there.
+backlog, making other subscribers wait, or being cut off: every message is in the inbox
+already (the daemon stores before it tells), so a lagging front end catches up from there
+once it learns how many it lost (get_with_dropped(); the control channel's `dropped` event).
 """
 
 from __future__ import annotations
@@ -18,8 +20,9 @@ from messengerd.message import Message
 log = logging.getLogger(__name__)
 
 SUBSCRIBER_QUEUE = 100
-"""Messages a subscriber may have waiting before the oldest is dropped: more than a person
-reads as popups, and a burst (a UPS alert storm) of this size still all shows up."""
+"""Messages a subscriber (a `subscribe` connection) may have waiting before the oldest is
+dropped: more than a person reads as popups, and a burst (a UPS alert storm) of this size
+still all shows up without a catch-up from the inbox."""
 
 MAX_SUBSCRIBERS = 64
 """Subscribers at once (tray icons, `history --follow` clients on the control channel)."""
@@ -37,6 +40,7 @@ class Subscription:
         self.maxsize = maxsize
         self.dropped = 0
         """Messages dropped because this subscriber lagged MAXSIZE behind."""
+        self._told = 0
         self._messages: collections.deque[Message] = collections.deque()
         self._ready = asyncio.Event()
         self.closed = False
@@ -63,6 +67,15 @@ class Subscription:
             self._ready.clear()
             await self._ready.wait()
         return self._messages.popleft()
+
+    async def get_with_dropped(self) -> tuple[int, Message]:
+        """Messages dropped since the last call (all older than the one returned), and the
+        next message; EOFError once closed and empty."""
+        message = await self.get()
+        # No await between the take and the count: a drop after it is of a newer message,
+        # told with the next one.
+        newly, self._told = self.dropped - self._told, self.dropped
+        return newly, message
 
     def close(self) -> None:
         """Detach from the hub; get() returns what is queued, then raises EOFError."""
@@ -127,6 +140,7 @@ class NotificationSink:
         return len(self._subscribers)
 
     async def deliver(self, message: Message) -> None:
+        """Queue `message` for every subscriber (never waits for one)."""
         for subscription in list(self._subscribers):
             subscription.put(message)
 

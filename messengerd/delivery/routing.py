@@ -14,7 +14,6 @@ from messengerd.delivery import Sink
 from messengerd.delivery.command import MessageCommandSink
 from messengerd.delivery.console import ConsoleSink
 from messengerd.delivery.forward import ForwardSink
-from messengerd.delivery.notify import NotificationSink
 from messengerd.message import Message
 from messengerd.settings import RoutingSettings, Settings, SinkSettings
 
@@ -103,10 +102,6 @@ def build_sink(
         )
     if sink.type == "forward":
         return ForwardSink(name=sink.name, **options)
-    if sink.type == "notify":
-        if "queue" in options:
-            return NotificationSink(name=sink.name, queue_size=options["queue"])
-        return NotificationSink(name=sink.name)
     raise ValueError(f"unknown sink type {sink.type!r}")
 
 
@@ -125,7 +120,7 @@ def build_sinks(
 
 
 def unwrap(sink: Sink) -> Sink:
-    """The sink inside a RoutedSink (e.g. to find the NotificationSink to subscribe to)."""
+    """The sink inside a RoutedSink (or `sink` itself when it is not routed)."""
     return sink.sink if isinstance(sink, RoutedSink) else sink
 
 

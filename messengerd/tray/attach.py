@@ -3,7 +3,8 @@
 Aliases are requests on short connections; new messages arrive on one `subscribe`
 connection, read by a thread that hands each to the GUI. When the daemon goes away the
 thread tries again every RECONNECT_DELAY seconds, and once back, the tray catches up on
-what the inbox stored meanwhile.
+what the inbox stored meanwhile. When the daemon says it dropped messages this reader was
+too slow for (the `dropped` event), the tray catches up from the inbox the same way.
 """
 
 from __future__ import annotations
@@ -75,8 +76,9 @@ class ControlAliases:
 class Subscription:
     """Reads `subscribe` in a thread: `on_message(message)` and `on_connected()` run there.
 
-    Both callbacks must only hand work over (TrayApp.post); they are called from this
-    thread, never the GUI's.
+    `on_connected()` means "catch up from the inbox": after a reconnect, and when the daemon
+    dropped messages this reader fell behind on. Both callbacks must only hand work over
+    (TrayApp.post); they are called from this thread, never the GUI's.
     """
 
     def __init__(
@@ -128,7 +130,7 @@ class Subscription:
 
     def _read(self, catch_up: bool) -> None:
         assert self._client is not None
-        for document in self._client.subscribe():
+        for document in self._client.subscribe(on_dropped=self._dropped):
             if catch_up:
                 # Once more, now the subscription surely stands: a message stored between
                 # the first catch-up and `subscribe` would be missed otherwise.
@@ -141,6 +143,11 @@ class Subscription:
                 continue
             self._on_message(message)
         raise ControlError("the subscription ended")
+
+    def _dropped(self, count: int) -> None:
+        # Every dropped message is in the inbox already (stored before it is sent).
+        log.warning("tray: fell %d message(s) behind the daemon; catching up from the inbox", count)
+        self._on_connected()
 
     def _close(self) -> None:
         client, self._client = self._client, None

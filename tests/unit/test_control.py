@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import socket
@@ -19,14 +20,15 @@ from messengerd.control import (
     CONTROL_SOCKET,
     CONTROL_TCP_FILE,
     MAX_REQUEST_BYTES,
-    MAX_SUBSCRIBER_BACKLOG,
     ControlClient,
     NoDaemonError,
 )
 from messengerd.daemon import Daemon, ListenError
+from messengerd.delivery.notify import SUBSCRIBER_QUEUE
 from messengerd.lmerr import NetError
 from messengerd.message import Message
 from messengerd.protocol.events import MessageReceived
+from messengerd.tray.attach import Subscription
 from tests.conftest import need
 from tests.daemon_process import request_as_other_user
 
@@ -338,27 +340,98 @@ async def test_subscribers_get_each_new_message_as_json(data_dir):
         await daemon.stop()
 
 
+async def flood(daemon: Daemon, prefix: str, count: int) -> None:
+    """Deliver `count` messages at once: deliver() never waits, so the subscriber's stream
+    gets no turn to send any of them before the last is queued."""
+    for number in range(count):
+        await daemon.control.deliver(
+            Message("ALICE", "RECVR", f"{prefix}{number}", "session", "127.0.0.1:40000")
+        )
+
+
+async def until(condition, what: str) -> None:
+    """Wait for `condition()`; fail after 10 s, a time never reached when it works."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"gave up waiting for {what}")
+
+
+def stream_lines(lines, count: int) -> list:
+    """The next `count` events of a subscription: a message's text, or the dropped line."""
+    events = [json.loads(lines.readline()) for _ in range(count)]
+    return [event if event["event"] == "dropped" else event["message"]["text"] for event in events]
+
+
 @pytest.mark.asyncio
-async def test_a_subscriber_that_falls_behind_is_dropped_after_its_backlog(data_dir):
+async def test_a_slow_subscriber_stays_connected_and_is_told_how_many_it_lost(data_dir):
     daemon = await started(data_dir)
     try:
-        client = await asyncio.to_thread(ControlClient, data_dir)
-        messages = await asyncio.to_thread(client.subscribe)
-        # deliver() never waits, so these all queue before the subscriber is written to.
-        for number in range(MAX_SUBSCRIBER_BACKLOG + 10):
-            await daemon.control.deliver(Message("ALICE", "RECVR", str(number), "session", "x"))
+        with contextlib.ExitStack() as stack:
+            sock = stack.enter_context(socket.socket(socket.AF_UNIX, socket.SOCK_STREAM))
+            sock.settimeout(10)
+            await asyncio.to_thread(sock.connect, str(data_dir / CONTROL_SOCKET))
+            lines = stack.enter_context(sock.makefile("rb"))
+            sock.sendall(b'{"op": "subscribe", "id": 1}\n')
+            assert json.loads(await asyncio.to_thread(lines.readline)) == {"ok": True, "id": 1}
 
-        def read_all():
-            texts = []
-            with pytest.raises(NetError) as caught:
-                for message in messages:
-                    texts.append(message["text"])
-            return texts, caught.value.code
+            await flood(daemon, "a", SUBSCRIBER_QUEUE + 10)
+            assert await asyncio.to_thread(stream_lines, lines, SUBSCRIBER_QUEUE + 1) == [
+                {"event": "dropped", "count": 10},
+                *(f"a{n}" for n in range(10, SUBSCRIBER_QUEUE + 10)),
+            ]
+            # Counted from the last `dropped` event, not from the start.
+            await flood(daemon, "b", SUBSCRIBER_QUEUE + 3)
+            assert await asyncio.to_thread(stream_lines, lines, SUBSCRIBER_QUEUE + 1) == [
+                {"event": "dropped", "count": 3},
+                *(f"b{n}" for n in range(3, SUBSCRIBER_QUEUE + 3)),
+            ]
+            await flood(daemon, "c", 1)
+            assert await asyncio.to_thread(stream_lines, lines, 1) == ["c0"], "no loss: no event"
+        # The client went: its subscription ends with it.
+        await until(lambda: daemon.control.hub.subscribers == 0, "the subscription to end")
+    finally:
+        await daemon.stop()
 
-        texts, code = await asyncio.to_thread(read_all)
-        client.close()
-        assert texts == [str(number) for number in range(MAX_SUBSCRIBER_BACKLOG)]
-        assert code == lmerr.NERR_BufTooSmall
+
+@pytest.mark.asyncio
+async def test_the_tray_catches_up_from_the_inbox_when_it_lost_messages(data_dir):
+    daemon = await started(data_dir)
+    events: list[str] = []
+    tray = Subscription(
+        data_dir,
+        on_message=lambda message: events.append(message.text),
+        on_connected=lambda: events.append("catch up"),
+    )
+    try:
+        await asyncio.to_thread(tray.start)
+        await until(lambda: daemon.control.hub.subscribers == 1, "the tray to subscribe")
+        await flood(daemon, "a", SUBSCRIBER_QUEUE + 10)
+        expected = ["catch up", *(f"a{n}" for n in range(10, SUBSCRIBER_QUEUE + 10))]
+        await until(lambda: len(events) >= len(expected), "the tray to read every message")
+        assert events == expected
+    finally:
+        tray.stop()
+        await daemon.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_subscribe_past_the_hubs_bound_is_refused_and_the_connection_serves_on(data_dir):
+    daemon = await started(data_dir)
+    daemon.control.hub.max_subscribers = 1
+    try:
+        first = await asyncio.to_thread(ControlClient, data_dir)
+        await asyncio.to_thread(first.subscribe)
+
+        def second() -> tuple[int, bool]:
+            with ControlClient(data_dir) as client:
+                with pytest.raises(NetError) as caught:
+                    client.request("subscribe")
+                return caught.value.code, client.request("status")["ok"]
+
+        assert await asyncio.to_thread(second) == (lmerr.NERR_NetworkError, True)
+        first.close()
     finally:
         await daemon.stop()
 

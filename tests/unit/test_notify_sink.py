@@ -60,6 +60,25 @@ async def test_a_lagging_subscriber_drops_its_oldest_and_counts_them(caplog):
 
 
 @pytest.mark.asyncio
+async def test_each_loss_is_told_once_with_the_message_after_it():
+    hub = NotificationSink(queue_size=3)
+    subscription = hub.subscribe()
+
+    async def next_one() -> tuple[int, str]:
+        dropped, taken = await subscription.get_with_dropped()
+        return dropped, taken.text
+
+    for index in range(5):
+        await hub.deliver(message(f"alert {index}"))
+    assert await next_one() == (2, "alert 2")
+    assert await next_one() == (0, "alert 3")
+    for index in range(5, 8):
+        await hub.deliver(message(f"alert {index}"))
+    assert [await next_one() for _ in range(3)] == [(1, "alert 5"), (0, "alert 6"), (0, "alert 7")]
+    assert subscription.dropped == 3
+
+
+@pytest.mark.asyncio
 async def test_a_subscriber_joins_at_now_not_the_past():
     hub = NotificationSink()
     await hub.deliver(message("before"))

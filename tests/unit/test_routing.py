@@ -13,7 +13,6 @@ import pytest
 from messengerd.delivery import Fanout
 from messengerd.delivery.command import MessageCommandSink
 from messengerd.delivery.console import ConsoleSink
-from messengerd.delivery.notify import NotificationSink
 from messengerd.delivery.routing import RoutedSink, Router, build_sinks, unwrap
 from messengerd.message import Message
 from messengerd.settings import parse_settings
@@ -117,24 +116,16 @@ def test_build_sinks_makes_each_configured_sink_and_routes_them(tmp_path):
         command = '{sys.executable} -c "{copy}" %s {out}'
         timeout = 10
 
-        [[sink]]
-        type = "notify"
-        name = "tray"
-        queue = 5
-
         [routing]
-        default = ["screen", "tray"]
+        default = ["screen"]
         aliases = {{ ALERTS = ["popup"] }}
         """
     )
     stream = io.StringIO()
     sinks = build_sinks(settings, stream=stream)
-    screen, popup, tray = (unwrap(sink) for sink in sinks)
+    screen, popup = (unwrap(sink) for sink in sinks)
     assert isinstance(screen, ConsoleSink) and screen.name == "screen"
     assert isinstance(popup, MessageCommandSink) and popup.timeout == 10
-    assert isinstance(tray, NotificationSink) and tray.queue_size == 5
-    subscription = tray.subscribe()
     asyncio.run(fan_out(sinks, message("ALERTS", "UPS on battery"), message("BOB", "Hi")))
     assert out.read_text(encoding="utf-8") == "UPS on battery"
     assert "Hi" in stream.getvalue() and "UPS on battery" not in stream.getvalue()
-    assert subscription.pending() == 1

@@ -50,12 +50,12 @@ timeout = 5
 shell = false
 
 [[sink]]
-type = "notify"
-name = "tray"
-queue = 20
+type = "forward"
+name = "desk"
+to = "OPERATOR"
 
 [routing]
-default = ["console", "tray"]
+default = ["console", "desk"]
 aliases = { ALERTS = ["popup", "console"] }
 
 [policy]
@@ -89,7 +89,7 @@ def test_a_full_file_gives_typed_settings(tmp_path):
     assert [(s.type, s.name, s.line) for s in settings.sinks] == [
         ("console", "console", 14),
         ("command", "popup", 18),
-        ("notify", "tray", 25),
+        ("forward", "desk", 25),
     ]
     assert settings.sinks[0].options == {"json": True}
     assert settings.sinks[1].options == {
@@ -97,7 +97,8 @@ def test_a_full_file_gives_typed_settings(tmp_path):
         "timeout": 5.0,
         "shell": False,
     }
-    assert settings.routing.default == ["console", "tray"]
+    assert settings.sinks[2].options == {"to": "OPERATOR"}
+    assert settings.routing.default == ["console", "desk"]
     assert settings.routing.aliases == {"ALERTS": ["popup", "console"]}
     assert settings.policy_arguments() == {
         "allow_sources": ["192.0.2.0/24"],
@@ -239,7 +240,7 @@ def test_sink_problems_name_the_sink_by_position_and_line():
         hots = "192.0.2.5"
 
         [[sink]]
-        type = "pager"
+        type = "notify"
 
         [[sink]]
         name = "untyped"
@@ -253,10 +254,10 @@ def test_sink_problems_name_the_sink_by_position_and_line():
         "by name",
         "messengerd.toml:16: key 'sink[4].hots': unknown key (known: host, to, via, port, "
         "datagram_port, name_port, broadcast, codepage, fromname, timeout)",
-        "messengerd.toml:19: key 'sink[5].type': 'pager' is not one of "
-        "console | command | forward | notify",
-        "messengerd.toml:21: key 'sink[6]': a [[sink]] needs a type "
-        "(console | command | forward | notify)",
+        # Front ends subscribe on the control channel; "notify" is no sink type.
+        "messengerd.toml:19: key 'sink[5].type': 'notify' is not one of "
+        "console | command | forward",
+        "messengerd.toml:21: key 'sink[6]': a [[sink]] needs a type (console | command | forward)",
     ]
 
 
