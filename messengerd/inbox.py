@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import json
 import logging
 import queue
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 DATABASE_NAME = "messages.sqlite3"
 """The inbox's file in the data directory."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 """Kept in `PRAGMA user_version`; a newer file is refused rather than misread."""
 
 DUPLICATE_WINDOW = 10.0
@@ -32,6 +33,13 @@ DUPLICATE_WINDOW = 10.0
 
 A broadcast arrives once per interface, `net send` retries a session it thinks failed,
 and some senders try the session and the mailslot both: all within a few seconds.
+"""
+
+TEXT_DIGEST_SIZE = 16
+"""Bytes of BLAKE2b over a text's UTF-8 that the duplicate check looks rows up by.
+
+128 bits make a collision between two texts practically impossible, and a collision would
+cost only an index step: the check still compares the full text of every row it finds.
 """
 
 MAX_PENDING_WRITES = 1024
@@ -65,9 +73,29 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX messages_by_names ON messages (sender_key, recipient_key, received_at)",
         "CREATE INDEX messages_unread ON messages (id) WHERE read = 0",
     ),
+    # The duplicate check looks a message up by From, To and text within a time window. An
+    # index on the text itself would hold a second copy of every text; its digest keeps
+    # the index small and makes the check an equality and range lookup, however many
+    # messages the same sender sent within the window.
+    2: (
+        "ALTER TABLE messages ADD COLUMN text_digest BLOB",
+        "UPDATE messages SET text_digest = text_digest_of(text)",
+        "CREATE INDEX messages_by_digest"
+        " ON messages (sender_key, recipient_key, text_digest, received_at)",
+    ),
 }
 """Statements that bring the schema from version N-1 to N."""
 # AUTOINCREMENT: ids are never reused, so `history --follow` can poll for `id > last`.
+# text_digest_of() is _text_digest, registered for the migration only. text_digest stays
+# nullable because ALTER TABLE cannot add a NOT NULL column without a default; the UPDATE
+# fills it for every older row and _insert() sets it for every new one.
+
+_FIND_DUPLICATE = (
+    "SELECT id FROM messages WHERE sender_key = ? AND recipient_key = ? AND text_digest = ?"
+    " AND received_at BETWEEN ? AND ? AND text = ? ORDER BY id LIMIT 1"
+)
+"""The first stored copy of a message within the window; `text = ?` so that a digest
+collision never folds two different texts into one."""
 
 _COLUMNS = "id, received_at, sender, recipient, text, raw, path, peer, codepage, read"
 
@@ -132,6 +160,11 @@ def _utc_text(when: datetime) -> str:
 def _key(name: str) -> str:
     """A From or To name for case-insensitive matching (NetBIOS names ignore case)."""
     return name.casefold()
+
+
+def _text_digest(text: str) -> bytes:
+    """The text_digest column: TEXT_DIGEST_SIZE bytes of BLAKE2b over the text's UTF-8."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=TEXT_DIGEST_SIZE).digest()
 
 
 class Inbox:
@@ -202,6 +235,7 @@ class Inbox:
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
+        conn.create_function("text_digest_of", 1, _text_digest, deterministic=True)
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Read again under the write lock: another process may have just migrated.
@@ -310,12 +344,13 @@ class Inbox:
             received_at = received_at.replace(tzinfo=UTC)
         window = timedelta(seconds=DUPLICATE_WINDOW)
         sender_key, recipient_key = _key(message.sender), _key(message.recipient)
+        text_digest = _text_digest(message.text)
         original = conn.execute(
-            "SELECT id FROM messages WHERE sender_key = ? AND recipient_key = ?"
-            " AND received_at BETWEEN ? AND ? AND text = ? ORDER BY id LIMIT 1",
+            _FIND_DUPLICATE,
             (
                 sender_key,
                 recipient_key,
+                text_digest,
                 _utc_text(received_at - window),
                 _utc_text(received_at + window),
                 message.text,
@@ -325,7 +360,8 @@ class Inbox:
             return StoreResult(original[0], duplicate=True)
         cursor = conn.execute(
             "INSERT INTO messages (received_at, sender, recipient, sender_key, recipient_key,"
-            " text, raw, path, peer, codepage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " text, text_digest, raw, path, peer, codepage)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 _utc_text(received_at),
                 message.sender,
@@ -333,6 +369,7 @@ class Inbox:
                 sender_key,
                 recipient_key,
                 message.text,
+                text_digest,
                 message.raw,
                 message.path,
                 message.peer,

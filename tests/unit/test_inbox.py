@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import sqlite3
 import subprocess
@@ -18,11 +19,14 @@ import pytest
 from messengerd.inbox import (
     DATABASE_NAME,
     DUPLICATE_WINDOW,
+    MIGRATIONS,
     SCHEMA_VERSION,
+    TEXT_DIGEST_SIZE,
     Inbox,
     InboxError,
     InboxFull,
     StoredMessage,
+    StoreResult,
 )
 from messengerd.message import Message
 
@@ -205,6 +209,134 @@ async def test_same_message_outside_the_window_or_with_other_text_is_stored_agai
     ]
     assert not any(r.duplicate for r in results)
     assert inbox.count() == 4
+
+
+@pytest.mark.asyncio
+async def test_a_copy_is_found_among_many_messages_from_the_same_sender(inbox: Inbox):
+    ids = await store_all(inbox, [message(f"alert {i}") for i in range(300)])
+    window = timedelta(seconds=DUPLICATE_WINDOW)
+    later = await inbox.store(message("alert 150", "admin", "bob", "rpc", T0 + window))
+    earlier = await inbox.store(message("alert 151", path="mailslot", when=T0 - window))
+    assert (later, earlier) == (StoreResult(ids[150], True), StoreResult(ids[151], True))
+    beyond = await inbox.store(message("alert 152", when=T0 + window + timedelta(microseconds=1)))
+    assert not beyond.duplicate
+    assert inbox.count() == 301
+
+
+def digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=TEXT_DIGEST_SIZE).digest()
+
+
+@pytest.mark.asyncio
+async def test_a_digest_collision_never_folds_two_different_texts(inbox: Inbox, tmp_path: Path):
+    first = await inbox.store(message("Server SRV1 shuts down in 5 minutes"))
+    # No real BLAKE2b collision is known: give the stored row the other text's digest.
+    with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
+        changed = conn.execute(
+            "UPDATE messages SET text_digest = ? WHERE id = ?",
+            (digest("Server SRV2 shuts down in 5 minutes"), first.id),
+        ).rowcount
+    conn.close()
+    assert changed == 1
+    other = await inbox.store(message("Server SRV2 shuts down in 5 minutes"))
+    assert not other.duplicate and other.id != first.id
+    assert inbox.count() == 2
+
+
+DIGEST_LOOKUP = (
+    "INDEX messages_by_digest (sender_key=? AND recipient_key=? AND text_digest=?"
+    " AND received_at>? AND received_at<?)"
+)
+"""SQLite's EXPLAIN QUERY PLAN for a search on every column of the index (> stands for >=)."""
+
+
+@pytest.mark.asyncio
+async def test_the_duplicate_check_is_an_index_lookup_however_many_rows_match_the_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    ran: list[str] = []
+    connect = Inbox._connect
+
+    def traced(self: Inbox) -> sqlite3.Connection:
+        conn = connect(self)
+        conn.set_trace_callback(ran.append)  # each statement with its values filled in
+        return conn
+
+    monkeypatch.setattr(Inbox, "_connect", traced)
+    async with Inbox(tmp_path) as inbox:
+        await store_all(inbox, [message(f"alert {i}") for i in range(500)])
+        # With statistics the planner knows that 500 rows share From and To.
+        with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
+            conn.execute("ANALYZE")
+        conn.close()
+        ran.clear()
+        assert (await inbox.store(message("alert 250"))).duplicate
+    lookups = [sql for sql in ran if sql.lstrip().upper().startswith("SELECT")]
+    assert lookups, f"the writer ran no SELECT: {ran}"
+    conn = sqlite3.connect(tmp_path / DATABASE_NAME)
+    for sql in lookups:
+        plan = " / ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+        assert DIGEST_LOOKUP in plan and "SCAN" not in plan
+    conn.close()
+
+
+V1_ROWS = [
+    ("2024-05-01T12:00:00.123456+00:00", "ADMIN", "BOB", "Backup finished", "session"),
+    ("2024-05-01T12:00:03.000000+00:00", "Ups", "*", "Ölstand niedrig\nZeile 2", "mailslot"),
+    ("2024-05-01T13:00:00.000000+00:00", "ADMIN", "BOB", "Backup finished", "rpc"),
+]
+
+
+def v1_inbox(data_dir: Path) -> None:
+    """An inbox as messengerd with schema 1 left it: its statements, its rows."""
+    conn = sqlite3.connect(data_dir / DATABASE_NAME, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    for statement in MIGRATIONS[1]:
+        conn.execute(statement)
+    conn.executemany(
+        "INSERT INTO messages (received_at, sender, recipient, sender_key, recipient_key,"
+        " text, raw, path, peer, codepage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                when,
+                sender,
+                to,
+                sender.casefold(),
+                to.casefold(),
+                text,
+                text.encode("cp850"),
+                path,
+                "192.0.2.7:1025",
+                "cp850",
+            )
+            for when, sender, to, text, path in V1_ROWS
+        ],
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.close()
+
+
+@pytest.mark.asyncio
+async def test_a_version_1_inbox_is_migrated_with_a_digest_for_every_stored_text(tmp_path: Path):
+    v1_inbox(tmp_path)
+    async with Inbox(tmp_path) as inbox:
+        stored = inbox.query()
+        assert [(m.id, m.sender, m.text, m.path) for m in stored] == [
+            (i, sender, text, path) for i, (_, sender, _, text, path) in enumerate(V1_ROWS, 1)
+        ]
+        assert stored[1].received_at == datetime(2024, 5, 1, 12, 0, 3, tzinfo=UTC)
+        with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+            digests = conn.execute("SELECT text, text_digest FROM messages ORDER BY id")
+            assert [bytes(d) for _, d in digests] == [digest(t) for *_, t, _ in V1_ROWS]
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        conn.close()
+        # A copy of a message stored before the upgrade is still a copy; ids go on.
+        again = await inbox.store(
+            message("Ölstand niedrig\nZeile 2", "UPS", "*", "rpc", T0 + timedelta(seconds=5))
+        )
+        assert again == StoreResult(2, duplicate=True)
+        assert (await inbox.store(message("Backup finished", when=T0 + timedelta(hours=2)))).id == 4
 
 
 @pytest.fixture
