@@ -15,8 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from scapy.layers.smb import SMB_Header
-
 from messengerd import limits
 from messengerd.protocol.events import (
     CloseConnection,
@@ -28,6 +26,7 @@ from messengerd.protocol.events import (
 from messengerd.wire import nbss, smb
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import NetBIOSName, recipient_name
+from messengerd.wire.smb import MessageRequest, SMBHeader
 from messengerd.wire.text import DEFAULT_CODEPAGE
 
 SessionEvent = SendData | MessageReceived | CloseConnection | Dropped
@@ -87,7 +86,7 @@ class SessionMachine:
         """The alias the SESSION REQUEST called; None for a session that began with SMB."""
         self._buffer = bytearray()
         self._group: _MessageGroup | None = None
-        self._pending: SMB_Header | None = None
+        self._pending: SMBHeader | None = None
         self._next_group_id = FIRST_MESSAGE_GROUP_ID
 
     @property
@@ -127,15 +126,15 @@ class SessionMachine:
     def message_stored(self) -> bytes:
         """The success reply to the D0 or D6 that completed the pending message."""
         request = self._take_pending()
-        return nbss.session_message(smb.success_reply(request))
+        return nbss.session_message(smb.build_success_reply(request))
 
     def message_refused(self, error: smb.SMBError = smb.ERROR_NO_ROOM) -> bytes:
         """An error reply to the D0 or D6 of the pending message; by default ERRSRV/ERRnoroom,
         "no room for message", for a store that failed ([MS-CIFS] §2.2.2.4)."""
         request = self._take_pending()
-        return nbss.session_message(smb.error_reply(request, error))
+        return nbss.session_message(smb.build_error_reply(request, error))
 
-    def _take_pending(self) -> SMB_Header:
+    def _take_pending(self) -> SMBHeader:
         if self._pending is None:
             raise SessionStateError("no message is waiting to be stored")
         request, self._pending = self._pending, None
@@ -174,13 +173,13 @@ class SessionMachine:
     # Session packets (RFC 1002 §4.3.2-4.3.7).
 
     def _on_session_request(self, frame: bytes) -> list[SessionEvent]:
-        request = nbss.parse_frame(frame).getlayer(nbss.NBTSessionRequest)
-        if request is None:
+        try:
+            called, _ = nbss.parse_session_request(frame)
+        except WireError:
             return [
                 SendData(nbss.negative_response(nbss.UNSPECIFIED_ERROR)),
                 *self._close("SESSION REQUEST names do not decode"),
             ]
-        called = request.CALLED_NAME
         if not self.directory.is_local(called):
             # RFC 1002 §4.3.4; smbclient then retries with *SMBSERVER<20>.
             return [
@@ -205,8 +204,9 @@ class SessionMachine:
     def _on_session_message(self, frame: bytes) -> list[SessionEvent]:
         if len(frame) == nbss.NBSS_HEADER_LENGTH:
             return [Dropped("empty SESSION MESSAGE")]
-        header = smb.smb_of(nbss.parse_frame(frame))
-        if smb.is_reply(header):
+        # struct, not the scapy layers: they cost milliseconds a frame (bench/README.md).
+        header = smb.parse_header(frame[nbss.NBSS_HEADER_LENGTH :])
+        if header.Flags & smb.SMB_FLAGS_REPLY:
             # Answering a reply could start a loop with a peer as strict as we are.
             return [Dropped(f"reply to {smb.command_name(header.Command)} from the caller")]
         command = header.Command
@@ -216,28 +216,21 @@ class SessionMachine:
             return self._refuse(
                 header, smb.ERROR_UNKNOWN_SMB, f"{smb.command_name(command)} is not served"
             )
-        body = header.payload
-        if not isinstance(body, smb.MESSAGE_BODIES[(command, False)]):
-            return self._refuse(
-                header,
-                smb.ERROR_INVALID_PARAMETER,
-                f"{smb.command_name(command)} body does not dissect",
-            )
         try:
-            body.check()
+            body = smb.parse_request(
+                command, frame[nbss.NBSS_HEADER_LENGTH + smb.SMB_HEADER_LENGTH :]
+            )
         except WireError as exc:
             return self._refuse(header, smb.ERROR_INVALID_PARAMETER, str(exc))
         return handler(self, header, body)
 
     # SMB message commands ([MS-MSRP] §2.2.3, §3.2.4.4).
 
-    def _on_send_message(
-        self, header: SMB_Header, body: smb.SMBSendMessageRequest
-    ) -> list[SessionEvent]:
+    def _on_send_message(self, header: SMBHeader, body: MessageRequest) -> list[SessionEvent]:
         refusal = self._check_names(header, body.OriginatorName, body.DestinationName)
         if refusal:
             return refusal
-        text = bytes(body.Data)
+        text = body.Data
         # Blocks over MAX_BLOCK_TEXT_BYTES are taken (senders exceed it); only the total counts.
         if len(text) > limits.MAX_TEXT_BYTES:
             return self._refuse(
@@ -246,9 +239,7 @@ class SessionMachine:
         self._pending = header
         return [self._message(body.OriginatorName, body.DestinationName, text)]
 
-    def _on_send_start(
-        self, header: SMB_Header, body: smb.SMBSendStartMBMessageRequest
-    ) -> list[SessionEvent]:
+    def _on_send_start(self, header: SMBHeader, body: MessageRequest) -> list[SessionEvent]:
         refusal = self._check_names(header, body.OriginatorName, body.DestinationName)
         if refusal:
             return refusal
@@ -261,16 +252,14 @@ class SessionMachine:
         group_id = self._next_group_id
         self._next_group_id = (group_id + 1) % (MAX_MESSAGE_GROUP_ID + 1)
         self._group = _MessageGroup(group_id, body.OriginatorName, body.DestinationName)
-        events.append(self._reply(smb.success_reply(header, group_id)))
+        events.append(self._reply(smb.build_success_reply(header, group_id)))
         return events
 
-    def _on_send_text(
-        self, header: SMB_Header, body: smb.SMBSendTextMBMessageRequest
-    ) -> list[SessionEvent]:
+    def _on_send_text(self, header: SMBHeader, body: MessageRequest) -> list[SessionEvent]:
         group = self._group_for(body.MessageGroupId)
         if group is None:
             return self._refuse_out_of_group(header, "D7", body.MessageGroupId)
-        block = bytes(body.Data)
+        block = body.Data
         if len(group.text) + len(block) > limits.MAX_TEXT_BYTES:
             self._group = None
             return self._refuse(
@@ -280,11 +269,9 @@ class SessionMachine:
                 "text bytes; discarded",
             )
         group.text += block
-        return [self._reply(smb.success_reply(header))]
+        return [self._reply(smb.build_success_reply(header))]
 
-    def _on_send_end(
-        self, header: SMB_Header, body: smb.SMBSendEndMBMessageRequest
-    ) -> list[SessionEvent]:
+    def _on_send_end(self, header: SMBHeader, body: MessageRequest) -> list[SessionEvent]:
         group = self._group_for(body.MessageGroupId)
         if group is None:
             return self._refuse_out_of_group(header, "D6", body.MessageGroupId)
@@ -295,7 +282,7 @@ class SessionMachine:
     # Helpers for the handlers.
 
     def _check_names(
-        self, header: SMB_Header, sender: bytes, recipient: bytes
+        self, header: SMBHeader, sender: bytes, recipient: bytes
     ) -> list[SessionEvent] | None:
         """A refusal when From or To is too long, or, with no SESSION REQUEST, To is not ours."""
         for label, value in (("From", sender), ("To", recipient)):
@@ -321,7 +308,7 @@ class SessionMachine:
         return self._group
 
     def _refuse_out_of_group(
-        self, header: SMB_Header, command: str, message_group_id: int
+        self, header: SMBHeader, command: str, message_group_id: int
     ) -> list[SessionEvent]:
         # smbd answers a D7/D6 with no D5 with NT_STATUS_INVALID_PARAMETER (DOS form
         # ERRDOS/ERRinvalidparam for clients that did not ask for NT status); so do we.
@@ -336,11 +323,12 @@ class SessionMachine:
             recipient = self.called_name.name
         return MessageReceived(sender=sender, recipient=recipient, text=text, path="session")
 
-    def _refuse(self, header: SMB_Header, error: smb.SMBError, reason: str) -> list[SessionEvent]:
-        return [Dropped(f"{reason}: answered {error}"), self._reply(smb.error_reply(header, error))]
+    def _refuse(self, header: SMBHeader, error: smb.SMBError, reason: str) -> list[SessionEvent]:
+        reply = smb.build_error_reply(header, error)
+        return [Dropped(f"{reason}: answered {error}"), self._reply(reply)]
 
     @staticmethod
-    def _reply(reply: SMB_Header) -> SendData:
+    def _reply(reply: bytes) -> SendData:
         return SendData(nbss.session_message(reply))
 
     # The state machine, as tables.

@@ -2,6 +2,8 @@
 
 scapy's `NBTSession` is the 4-byte header; the bodies below bind under it by TYPE, so
 `NBTSession(frame)` dissects a whole session request, negative response or retarget response.
+The frames a receiver sends on every session, and the SESSION REQUEST it reads, are built and
+read with struct (`parse_session_request`), byte for byte what these layers give.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ NEGATIVE_RESPONSE_ERRORS = {
 
 NBSS_HEADER_LENGTH = 4
 """TYPE(1) FLAGS(1) LENGTH(2) (RFC 1002 §4.3.1)."""
+_NBSS_HEADER = struct.Struct("!BBH")
+"""TYPE, FLAGS (bit E: LENGTH's 17th bit), the low 16 bits of LENGTH (RFC 1002 §4.3.1)."""
 LENGTH_EXTENSION = 0x01
 """The FLAGS bit E: the 17th, most significant bit of LENGTH (RFC 1002 §4.3.1)."""
 RESERVED_FLAGS = 0xFE
@@ -154,7 +158,7 @@ def frame_header(header: bytes) -> tuple[int, int]:
     """
     if len(header) < NBSS_HEADER_LENGTH:
         raise WireError(f"a session packet header has {NBSS_HEADER_LENGTH} bytes")
-    packet_type, flags, length = struct.unpack("!BBH", header[:NBSS_HEADER_LENGTH])
+    packet_type, flags, length = _NBSS_HEADER.unpack_from(header, 0)
     if packet_type not in SESSION_PACKET_TYPES:
         raise WireError(f"session packet type 0x{packet_type:02X} is not NetBIOS")
     if flags & RESERVED_FLAGS:
@@ -176,12 +180,27 @@ def parse_frame(frame: bytes) -> NBTSession:
         raise WireError(f"session packet does not dissect: {exc}") from exc
 
 
+def parse_session_request(frame: bytes) -> tuple[NetBIOSName, NetBIOSName]:
+    """CALLED NAME and CALLING NAME of a whole SESSION REQUEST frame (RFC 1002 §4.3.2).
+
+    Without scapy, for the session path; raises WireError where NBTSessionRequest does not
+    dissect (a name that does not decode), trailing bytes ignored as that layer ignores them.
+    """
+    called, end = decode_first_level(frame, NBSS_HEADER_LENGTH)
+    calling, _ = decode_first_level(frame, end)
+    return called, calling
+
+
+def _frame(packet_type: int, body: bytes = b"") -> bytes:
+    """`body` behind a header of `packet_type` and its LENGTH, as NBTSession builds it."""
+    if len(body) > MAX_NBSS_LENGTH:
+        raise WireError(f"session packet of {len(body)} bytes exceeds 17-bit LENGTH")
+    return _NBSS_HEADER.pack(packet_type, len(body) >> 16, len(body) & 0xFFFF) + body
+
+
 def session_message(payload: Packet | bytes) -> bytes:
     """`payload` (an SMB) framed as a SESSION MESSAGE (RFC 1002 §4.3.6)."""
-    body = raw(payload)
-    if len(body) > MAX_NBSS_LENGTH:
-        raise WireError(f"session message of {len(body)} bytes exceeds 17-bit LENGTH")
-    return raw(NBTSession(TYPE=SESSION_MESSAGE) / body)
+    return _frame(SESSION_MESSAGE, payload if isinstance(payload, bytes) else raw(payload))
 
 
 def session_request(called: NetBIOSName, calling: NetBIOSName) -> bytes:
@@ -191,14 +210,14 @@ def session_request(called: NetBIOSName, calling: NetBIOSName) -> bytes:
 
 def positive_response() -> bytes:
     """POSITIVE SESSION RESPONSE, `82 00 00 00` (RFC 1002 §4.3.3)."""
-    return raw(NBTSession(TYPE=POSITIVE_SESSION_RESPONSE))
+    return _frame(POSITIVE_SESSION_RESPONSE)
 
 
 def negative_response(error_code: int = CALLED_NAME_NOT_PRESENT) -> bytes:
     """NEGATIVE SESSION RESPONSE with `error_code` (RFC 1002 §4.3.4)."""
     if error_code not in NEGATIVE_RESPONSE_ERRORS:
         raise ValueError(f"0x{error_code:02X} is not a negative session response error code")
-    return raw(NBTSession() / NBTNegativeSessionResponse(ERROR_CODE=error_code))
+    return _frame(NEGATIVE_SESSION_RESPONSE, bytes([error_code]))
 
 
 def retarget_response(address: str, port: int = NBSS_PORT) -> bytes:
@@ -208,4 +227,4 @@ def retarget_response(address: str, port: int = NBSS_PORT) -> bytes:
 
 def keepalive() -> bytes:
     """SESSION KEEP ALIVE, `85 00 00 00` (RFC 1002 §4.3.7)."""
-    return raw(NBTSession(TYPE=SESSION_KEEP_ALIVE))
+    return _frame(SESSION_KEEP_ALIVE)

@@ -4,10 +4,15 @@ sends ([MS-MSRP] §2.2.3, [MS-CIFS] §2.2.2.4, PROTOCOL.md §4).
 The bodies bind under scapy's `SMB_Header` by Command; one dispatcher per binding picks the
 request or the response body from the header's REPLY flag, so `NBTSession(frame)` yields
 `NBTSession / SMB_Header / SMBSendMessageRequest` and so on.
+
+The session path reads requests and builds replies with `parse_header`, `parse_request`,
+`build_success_reply` and `build_error_reply` instead: struct, the same fields and bytes as the
+layers, which stay the definition (captures, decode, tests).
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +33,8 @@ from messengerd.wire.errors import WireError
 
 SMB_HEADER_LENGTH = 32
 """Bytes of the SMB header before WordCount ([MS-CIFS] §2.2.3.1)."""
+SMB1_PROTOCOL = b"\xffSMB"
+"""The Protocol field that opens every SMB1 header ([MS-CIFS] §2.2.3.1)."""
 
 # Message command codes ([MS-CIFS] §2.2.2.1; bodies in [MS-MSRP] §2.2.3).
 SMB_COM_SEND_MESSAGE = 0xD0
@@ -132,11 +139,12 @@ class OEMStringField(StrNullField):
         return s[end + 1 :], s[:end]
 
 
-def _byte_count_from_rest(pkt: bytes, word_count: int) -> bytes:
-    """`pkt` with ByteCount set to the bytes after it, as [MS-CIFS] §2.2.3.3 defines it."""
-    offset = 1 + 2 * word_count
-    count = len(pkt) - offset - 2
-    return pkt[:offset] + count.to_bytes(2, "little") + pkt[offset + 2 :]
+def _byte_count_from_rest(pkt: bytes) -> bytes:
+    """`pkt` with ByteCount set to the bytes after it, as [MS-CIFS] §2.2.3.3 defines it.
+
+    D0 and D5 have no parameter words, so ByteCount follows WordCount whatever WordCount says.
+    """
+    return pkt[:1] + (len(pkt) - 3).to_bytes(2, "little") + pkt[3:]
 
 
 class _MessageBody(Packet):
@@ -150,10 +158,13 @@ class _MessageBody(Packet):
 
     def check(self) -> None:
         """Raise WireError where the fields break [MS-MSRP] §2.2.3 beyond what can be read."""
-        if self.WordCount != self.WORD_COUNT:
-            raise WireError(
-                f"{self.name}: WordCount {self.WordCount}, [MS-MSRP] says {self.WORD_COUNT}"
-            )
+        _check_word_count(type(self), self.WordCount)
+
+
+def _check_word_count(body: type[_MessageBody], word_count: int) -> None:
+    """Raise WireError unless `word_count` is the one [MS-MSRP] §2.2.3 gives `body`."""
+    if word_count != body.WORD_COUNT:
+        raise WireError(f"{body.name}: WordCount {word_count}, [MS-MSRP] says {body.WORD_COUNT}")
 
 
 class SMBSendMessageRequest(_MessageBody):
@@ -174,7 +185,7 @@ class SMBSendMessageRequest(_MessageBody):
 
     def post_build(self, pkt: bytes, pay: bytes) -> bytes:
         if self.ByteCount is None:
-            pkt = _byte_count_from_rest(pkt, self.WordCount)
+            pkt = _byte_count_from_rest(pkt)
         return pkt + pay
 
 
@@ -203,7 +214,7 @@ class SMBSendStartMBMessageRequest(_MessageBody):
 
     def post_build(self, pkt: bytes, pay: bytes) -> bytes:
         if self.ByteCount is None:
-            pkt = _byte_count_from_rest(pkt, self.WordCount)
+            pkt = _byte_count_from_rest(pkt)
         return pkt + pay
 
 
@@ -345,20 +356,12 @@ def reply_header(request: SMB_Header, error: SMBError | None = None) -> SMB_Head
     REPLY_FLAGS2, plus NT_STATUS when Status is an NTSTATUS. An error goes out as an NTSTATUS
     when it has one and the request set FLAGS2_NT_STATUS, otherwise in DOS form.
     """
-    nt_form = error is None or (
-        error.nt_status is not None and bool(int(request.Flags2) & SMB_FLAGS2_NT_STATUS)
-    )
-    if error is None:
-        status = STATUS_SUCCESS
-    elif nt_form and error.nt_status is not None:
-        status = error.nt_status
-    else:
-        status = error.dos_status
+    status, flags2 = _reply_status(int(request.Flags2), error)
     return SMB_Header(
         Command=request.Command,
         Status=status,
         Flags=SMB_FLAGS_REPLY | (int(request.Flags) & SMB_FLAGS_CASE_INSENSITIVE),
-        Flags2=REPLY_FLAGS2 | (SMB_FLAGS2_NT_STATUS if nt_form else 0),
+        Flags2=flags2,
         PIDHigh=request.PIDHigh,
         SecuritySignature=bytes(8),
         Reserved=0,
@@ -367,6 +370,15 @@ def reply_header(request: SMB_Header, error: SMBError | None = None) -> SMB_Head
         UID=request.UID,
         MID=request.MID,
     )
+
+
+def _reply_status(request_flags2: int, error: SMBError | None) -> tuple[int, int]:
+    """A reply's Status and Flags2 for `error` (None: success), as reply_header describes."""
+    if error is None:
+        return STATUS_SUCCESS, REPLY_FLAGS2 | SMB_FLAGS2_NT_STATUS
+    if error.nt_status is not None and request_flags2 & SMB_FLAGS2_NT_STATUS:
+        return error.nt_status, REPLY_FLAGS2 | SMB_FLAGS2_NT_STATUS
+    return error.dos_status, REPLY_FLAGS2
 
 
 def success_reply(request: SMB_Header, message_group_id: int | None = None) -> SMB_Header:
@@ -389,3 +401,169 @@ def success_reply(request: SMB_Header, message_group_id: int | None = None) -> S
 def error_reply(request: SMB_Header, error: SMBError) -> SMB_Header:
     """An error reply to any `request`: its header with Status, WordCount 0, ByteCount 0."""
     return reply_header(request, error) / SMBErrorResponse()
+
+
+# The same header and bodies read and written with struct, for the session path: building
+# scapy packets there cost ~3 ms of CPU a message (bench/README.md). The layers above stay the
+# definition; tests/unit/test_smb_fast_codec.py holds both to the same fields and bytes.
+
+_HEADER = struct.Struct("<4sBIBHH10xHHHH")
+"""Protocol, Command, Status, Flags, Flags2, PIDHigh, SecuritySignature and Reserved (10 bytes,
+zero in a reply), TID, PIDLow, UID, MID: the 32-byte header ([MS-CIFS] §2.2.3.1)."""
+_D7_FIXED = struct.Struct("<BHHBH")
+"""D7 WordCount, MessageGroupId, ByteCount, BufferFormat, DataLength ([MS-MSRP] §2.2.3.3.1)."""
+_D6_FIXED = struct.Struct("<BHH")
+"""D6 WordCount, MessageGroupId, ByteCount ([MS-MSRP] §2.2.3.4.1)."""
+_DATA_BLOCK = struct.Struct("<BH")
+"""A data block's BufferFormat and DataLength ([MS-CIFS] §2.2.2.2)."""
+_NAMES_OFFSET = 4
+"""Where D0's and D5's OriginatorName starts: after WordCount, ByteCount, BufferFormat1
+([MS-MSRP] §2.2.3.1.1, §2.2.3.2.1)."""
+_EMPTY_REPLY_BODY = bytes(3)
+"""WordCount 0, ByteCount 0: the body of every reply but D5's ([MS-MSRP] §2.2.3.x.2)."""
+_D5_REPLY_BODY = struct.Struct("<BHH")
+"""D5 reply WordCount 1, MessageGroupId, ByteCount 0 ([MS-MSRP] §2.2.3.2.2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SMBHeader:
+    """The header fields a receiver reads and echoes; SMB_Header's names ([MS-CIFS] §2.2.3.1)."""
+
+    Command: int
+    Status: int
+    Flags: int
+    Flags2: int
+    PIDHigh: int
+    TID: int
+    PIDLow: int
+    UID: int
+    MID: int
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRequest:
+    """A D0, D5, D7 or D6 request body's fields; empty where it has none ([MS-MSRP] §2.2.3)."""
+
+    OriginatorName: bytes = b""
+    DestinationName: bytes = b""
+    MessageGroupId: int = 0
+    Data: bytes = b""
+
+
+def parse_header(data: bytes) -> SMBHeader:
+    """The header an SMB (`data`: a SESSION MESSAGE's payload) starts with ([MS-CIFS] §2.2.3.1).
+
+    Raises WireError where smb_of() does: no complete SMB1 header (SMB2, garbage, truncated).
+    """
+    if len(data) < SMB_HEADER_LENGTH or data[:4] != SMB1_PROTOCOL:
+        raise WireError("session message does not hold a complete SMB1 header")
+    return SMBHeader(*_HEADER.unpack_from(data, 0)[1:])
+
+
+def _names(body: bytes) -> tuple[bytes, bytes, int] | None:
+    """D0's and D5's OriginatorName, DestinationName and the offset after them, or None."""
+    end = body.find(b"\0", _NAMES_OFFSET)
+    # BufferFormat2 follows OriginatorName's NUL; a find from past the end finds nothing.
+    after = body.find(b"\0", end + 2) if end >= 0 else -1
+    if after < 0:
+        return None
+    return body[_NAMES_OFFSET:end], body[end + 2 : after], after + 1
+
+
+def _data(body: bytes, offset: int) -> bytes | None:
+    """The data block at `offset`, as far as it goes when shorter than DataLength, or None."""
+    if len(body) < offset + _DATA_BLOCK.size:
+        return None
+    _, data_length = _DATA_BLOCK.unpack_from(body, offset)
+    start = offset + _DATA_BLOCK.size
+    return body[start : start + data_length]
+
+
+def _read_send_message(body: bytes) -> MessageRequest | None:
+    names = _names(body)
+    if names is None:
+        return None
+    originator, destination, offset = names
+    data = _data(body, offset)
+    if data is None:
+        return None
+    return MessageRequest(originator, destination, Data=data)
+
+
+def _read_send_start(body: bytes) -> MessageRequest | None:
+    names = _names(body)
+    if names is None:
+        return None
+    return MessageRequest(names[0], names[1])
+
+
+def _read_send_text(body: bytes) -> MessageRequest | None:
+    if len(body) < _D7_FIXED.size:
+        return None
+    _, group, _, _, data_length = _D7_FIXED.unpack_from(body, 0)
+    return MessageRequest(
+        MessageGroupId=group, Data=body[_D7_FIXED.size : _D7_FIXED.size + data_length]
+    )
+
+
+def _read_send_end(body: bytes) -> MessageRequest | None:
+    if len(body) < _D6_FIXED.size:
+        return None
+    return MessageRequest(MessageGroupId=_D6_FIXED.unpack_from(body, 0)[1])
+
+
+_REQUEST_READERS = {
+    SMB_COM_SEND_MESSAGE: _read_send_message,
+    SMB_COM_SEND_START_MB_MESSAGE: _read_send_start,
+    SMB_COM_SEND_TEXT_MB_MESSAGE: _read_send_text,
+    SMB_COM_SEND_END_MB_MESSAGE: _read_send_end,
+}
+"""How each request body is read: field by field as its layer dissects, every fixed field
+required, a string up to its NUL, Data as far as it goes, trailing bytes ignored."""
+
+
+def parse_request(command: int, body: bytes) -> MessageRequest:
+    """The D0, D5, D7 or D6 request body after the header, read as its layer reads it.
+
+    Raises WireError where the layer does not dissect it or its check() fails ([MS-MSRP] §2.2.3).
+    """
+    request = _REQUEST_READERS[command](body)
+    if request is None:
+        raise WireError(f"{command_name(command)} body does not dissect")
+    _check_word_count(MESSAGE_BODIES[(command, False)], body[0])
+    return request
+
+
+def _reply_header_bytes(request: SMBHeader, error: SMBError | None) -> bytes:
+    """reply_header(), as bytes."""
+    status, flags2 = _reply_status(request.Flags2, error)
+    return _HEADER.pack(
+        SMB1_PROTOCOL,
+        request.Command,
+        status,
+        SMB_FLAGS_REPLY | (request.Flags & SMB_FLAGS_CASE_INSENSITIVE),
+        flags2,
+        request.PIDHigh,
+        request.TID,
+        request.PIDLow,
+        request.UID,
+        request.MID,
+    )
+
+
+def build_success_reply(request: SMBHeader, message_group_id: int | None = None) -> bytes:
+    """success_reply(), as bytes: the same checks, the same reply ([MS-MSRP] §2.2.3.x.2)."""
+    if (request.Command, True) not in MESSAGE_BODIES:
+        raise ValueError(f"command 0x{request.Command:02X} is not a message command")
+    if request.Command != SMB_COM_SEND_START_MB_MESSAGE:
+        return _reply_header_bytes(request, None) + _EMPTY_REPLY_BODY
+    if message_group_id is None:
+        raise ValueError("a D5 reply needs a MessageGroupId")
+    return _reply_header_bytes(request, None) + _D5_REPLY_BODY.pack(
+        SMBSendStartMBMessageResponse.WORD_COUNT, message_group_id, 0
+    )
+
+
+def build_error_reply(request: SMBHeader, error: SMBError) -> bytes:
+    """error_reply(), as bytes: the header with Status, WordCount 0, ByteCount 0."""
+    return _reply_header_bytes(request, error) + _EMPTY_REPLY_BODY
