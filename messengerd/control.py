@@ -10,10 +10,10 @@ Where it listens, in the daemon's data directory (mode 0700):
   that token; knowing the port is not enough.
 
 The protocol: UTF-8 JSON, one object per line, each way. A request is
-`{"op": OP, ...params, "id": any (echoed), "token": "..." (TCP only)}`; each gets one reply
-line, `{"ok": true, ...}` or `{"ok": false, "code": N, "error": "NERR_...", "message":
-"...", "detail": "..."}` with the lmerr code (PROTOCOL.md §7). Several requests may follow
-one another on a connection. Ops:
+`{"op": OP, ...params, "id": ID, "token": "..." (TCP only)}` (a string or number ID is
+echoed); each gets one reply line, `{"ok": true, ...}` or `{"ok": false, "code": N,
+"error": "NERR_...", "message": "...", "detail": "..."}` with the lmerr code (PROTOCOL.md
+§7). Several requests may follow one another on a connection. Ops:
 - `status` -> pid, version, bind, broadcast, ports, aliases, messages_received, data_dir.
 - `names.add` {name} / `names.del` {name} -> {name}: NetMessageNameAdd / NetMessageNameDel.
 - `names.list` {level 0|1, prefmaxlen -1, resume_handle 0} -> {entries, total_entries,
@@ -136,7 +136,8 @@ def error_reply(code: int, detail: str = "") -> dict[str, Any]:
 
 
 def _encode(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, ensure_ascii=False).encode("utf-8") + b"\n"
+    # ASCII escapes: a lone surrogate a client sent (valid JSON) has no UTF-8 form.
+    return json.dumps(document).encode("ascii") + b"\n"
 
 
 def _info_json(info: MessageInfo, level: int) -> dict[str, Any]:
@@ -356,7 +357,7 @@ class ControlServer:
                 continue
             try:
                 request = json.loads(line.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
                 detail = f"request is not a JSON line: {exc}"
                 await self._write(writer, error_reply(lmerr.ERROR_INVALID_PARAMETER, detail))
                 continue
@@ -391,7 +392,8 @@ class ControlServer:
 
     @staticmethod
     def _tag(reply: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
-        if "id" in request:
+        # Only a plain id is echoed: a nested one could be deep enough to break json.dumps.
+        if isinstance(request.get("id"), str | int | float | bool):
             reply["id"] = request["id"]
         return reply
 

@@ -443,7 +443,7 @@ class _Reader:
     def daemon(self, value: Any) -> DaemonSettings:
         values = self.known(("daemon",), self.table(("daemon",), value), DAEMON_KEYS)
         if "data_dir" in values:
-            values["data_dir"] = self.path_value(values["data_dir"])
+            values["data_dir"] = self.path_value(("daemon", "data_dir"), values["data_dir"])
         codepage = values.get("codepage", DEFAULT_CODEPAGE)
         for key in ("aliases", "workgroups"):
             for index, name in enumerate(values.get(key, [])):
@@ -453,8 +453,13 @@ class _Reader:
                     self.problem(("daemon", key), f"{name!r} (item {index + 1}): {exc}")
         return DaemonSettings(**values)
 
-    def path_value(self, text: str) -> Path:
-        path = Path(text).expanduser()
+    def path_value(self, key: Key, text: str) -> Path | None:
+        """`text` as a path: `~` expanded, relative to the settings file; None if it cannot be."""
+        try:
+            path = Path(text).expanduser()
+        except (RuntimeError, ValueError) as exc:  # `~nosuchuser`, a NUL in the name
+            self.problem(key, f"{text!r} is not a usable path: {exc}")
+            return None
         return path if path.is_absolute() else self.path.parent.resolve() / path
 
     def sinks(self, value: Any) -> list[SinkSettings]:
@@ -504,7 +509,7 @@ class _Reader:
         if sink_type == "forward" and "host" not in options and "to" not in options:
             self.problem(key, "a forward sink needs 'host', or 'to' to look up by name")
         if "temp_dir" in options:
-            options["temp_dir"] = self.path_value(options["temp_dir"])
+            options["temp_dir"] = self.path_value((*key, "temp_dir"), options["temp_dir"])
 
     def routing(self, value: Any, sinks: list[SinkSettings]) -> RoutingSettings:
         table = self.table(("routing",), value)

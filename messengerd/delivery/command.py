@@ -90,8 +90,10 @@ def check_command(command: str, *, shell: bool = False) -> list[str]:
     for word in argv:
         for match in _SUBSTITUTION.finditer(word):
             if match[1] not in PLACEHOLDERS and match[1] != "%":
+                # A control character shown as it is would split the one-line error.
+                shown = "%" + match[1] if match[1].isprintable() else repr("%" + match[1])
                 raise ValueError(
-                    f"unknown substitution %{match[1]} (known: %s file, %f from, %t to, "
+                    f"unknown substitution {shown} (known: %s file, %f from, %t to, "
                     f"%I peer IP, %m client name, %% a literal %)"
                 )
         if _SUBSTITUTION.sub("", word).endswith("%"):
