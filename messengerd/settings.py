@@ -376,13 +376,18 @@ def parse_settings(text: str, path: Path | str = "<settings>") -> Settings:
     path = Path(path)
     try:
         document = tomllib.loads(text)
+        lines = key_lines(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         match = _DECODE_POSITION.search(message)
         line = int(match[1]) if match and match[1] else text.count("\n") + 1
         problem = _DECODE_POSITION.sub("", message)
         raise SettingsError(path, [Problem("", line, f"not valid TOML: {problem}")]) from None
-    reader = _Reader(path, key_lines(text))
+    except RecursionError:
+        # tomllib (and key_lines) recurse once per nested array or inline table.
+        problem = Problem("", 1, "not valid here: arrays or inline tables nested too deeply")
+        raise SettingsError(path, [problem]) from None
+    reader = _Reader(path, lines)
     settings = reader.read(document)
     if reader.problems:
         raise SettingsError(path, sorted(reader.problems, key=lambda problem: problem.line))
@@ -643,22 +648,23 @@ class _KeyScanner:
             if self.pos >= len(self.text):
                 return self.lines
             line = self.line()
-            if self.peek(2) == "[[":
-                self.pos += 2
-                path = self.resolve(self.dotted_key())
-                self.lines.setdefault(path, line)
-                index = self.arrays.get(path, 0)
-                self.arrays[path] = index + 1
-                table = (*path, index)
-                self.lines.setdefault(table, line)
-                self.pos = self.text.index("]]", self.pos) + 2
-            elif self.peek() == "[":
-                self.pos += 1
-                table = self.resolve(self.dotted_key())
-                self.lines.setdefault(table, line)
-                self.pos = self.text.index("]", self.pos) + 1
-            else:
+            if self.peek() != "[":
                 self.key_value(table)
+                continue
+            closing = "]]" if self.peek(2) == "[[" else "]"
+            self.pos += len(closing)
+            keys = self.dotted_key()
+            end = self.text.find(closing, self.pos)
+            if not keys or end < 0:
+                return self.lines  # not valid TOML (tomllib says where): stop, not raise
+            table = self.resolve(keys)
+            self.lines.setdefault(table, line)
+            if closing == "]]":
+                index = self.arrays.get(table, 0)
+                self.arrays[table] = index + 1
+                table = (*table, index)
+                self.lines.setdefault(table, line)
+            self.pos = end + len(closing)
 
     def resolve(self, keys: Key) -> Key:
         """A header's path, with the current index after each array of tables in it."""
@@ -731,7 +737,11 @@ class _KeyScanner:
                 self.pos += 1
                 continue
             self.lines.setdefault((*path, index), self.line())
+            before = self.pos
             self.value((*path, index))
+            if self.pos == before:
+                self.pos = len(self.text)  # not valid TOML: stop rather than loop
+                return
             index += 1
 
     def inline_table(self, path: Key) -> None:
@@ -744,11 +754,17 @@ class _KeyScanner:
             if self.peek() == ",":
                 self.pos += 1
                 continue
+            before = self.pos
             self.key_value(path)
+            if self.pos == before:
+                self.pos = len(self.text)  # not valid TOML: stop rather than loop
+                return
 
     def string(self) -> str:
         """Skip a string of any of TOML's four kinds; return its text (escapes as written)."""
         quote = self.peek()
+        if not quote:
+            return ""  # the end of the text (invalid TOML): "" is `in` every string
         if self.peek(3) == quote * 3:
             end = self.text.find(quote * 3, self.pos + 3)
             while quote == '"' and end > 0 and _escaped(self.text, end):
@@ -768,7 +784,10 @@ class _KeyScanner:
         if quote == "'":
             return self.text[start + 1 : end]
         # A basic string's escapes (`"caf\u00e9"`) are decoded by tomllib itself.
-        return tomllib.loads("k = " + self.text[start : end + 1])["k"]
+        try:
+            return tomllib.loads("k = " + self.text[start : end + 1])["k"]
+        except tomllib.TOMLDecodeError:
+            return self.text[start + 1 : end]  # not valid TOML: the text as written
 
 
 def _escaped(text: str, index: int) -> bool:

@@ -132,6 +132,9 @@ def oem_name(text: str, codepage: str = "cp850") -> bytes:
         raw = text.upper().encode(codepage)
     except UnicodeEncodeError as exc:
         raise WireError(f"name {text!r} has characters outside code page {codepage}") from exc
+    if not raw.strip(b" ") or b"\x00" in raw:
+        # Padding is stripped, so blanks would make an empty name; a NUL would cut it short.
+        raise WireError(f"name {text!r} is blank or holds a NUL")
     if len(raw) > NETBIOS_NAME_LENGTH:
         raise WireError(f"name {text!r} is {len(raw)} bytes; at most {NETBIOS_NAME_LENGTH}")
     return raw

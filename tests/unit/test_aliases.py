@@ -173,3 +173,8 @@ def test_a_long_host_name_is_cut_to_15_bytes_for_the_default_aliases(monkeypatch
     monkeypatch.setattr(config.socket, "gethostname", lambda: "build-server-number-twelve.lab")
     assert config.default_computer_name() == "build-server-nu"
     assert AliasTable(config.default_aliases())  # every default is a valid alias
+
+
+def test_blank_or_nul_names_are_invalid_parameter():
+    assert code_of(AliasTable().add, " ") == lmerr.ERROR_INVALID_PARAMETER
+    assert code_of(AliasTable().add, "a\x00") == lmerr.ERROR_INVALID_PARAMETER
