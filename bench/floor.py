@@ -4,8 +4,9 @@
 and answers every session message frame with a fixed success reply for its command. It is
 not a receiver: it parses nothing, stores nothing and shows nothing. bench/run.py loads it
 exactly like messengerd, so the gap between the two is what messengerd's own work costs.
-`streams` has the shape of messengerd.transport.tcp (a task per connection, StreamReader,
-asyncio.timeout around every read, write then drain); `protocol` is a bare asyncio.Protocol.
+`protocol` has the shape of messengerd.transport.tcp (a bare asyncio.Protocol per
+connection); `streams` is the shape it had before (a task per connection, StreamReader,
+asyncio.timeout around every read, write then drain), kept for comparison.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ import struct
 import sys
 
 from messengerd.limits import SESSION_IDLE_TIMEOUT
-from messengerd.transport.tcp import READ_SIZE
 from messengerd.wire import nbss, smb
 
 LOOPBACK = "127.0.0.1"
 BACKLOG = 1024
 """As messengerd.transport.tcp's listener."""
+READ_SIZE = 4096
+"""Bytes read at a time by the `streams` variant."""
 COMMAND_OFFSET = nbss.NBSS_HEADER_LENGTH + 4
 """The SMB Command byte in a frame: after the NBSS header and `FF 'SMB'` ([MS-CIFS] §2.2.3.1)."""
 

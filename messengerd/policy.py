@@ -13,6 +13,7 @@ to every address, so `rate_limit = 30` (a minute) with the default burst is a fa
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import fnmatch
 import ipaddress
@@ -158,10 +159,10 @@ class Policy:
         return verdict
 
     def _judge(self, host: str, sender: str) -> Verdict:
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            address = None
+        address = None
+        if self.deny_sources or self.allow_sources:
+            with contextlib.suppress(ValueError):
+                address = ipaddress.ip_address(host)
         if address is not None and _in(address, self.deny_sources):
             return Verdict(False, Reason.DENIED_SOURCE)
         if self.allow_sources and (address is None or not _in(address, self.allow_sources)):
