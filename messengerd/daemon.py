@@ -115,6 +115,11 @@ class Daemon:
         """
         bind = self.config.bind
         try:
+            if self.inbox is not None:
+                try:
+                    await self.inbox.start()
+                except InboxError as exc:
+                    raise ListenError(str(exc)) from None
             if self.control is not None:
                 try:
                     await self.control.start()

@@ -5,18 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import hashlib
 import json
 import logging
-import queue
+import os
+import socket
 import sqlite3
-import threading
+import subprocess
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, get_args
 
+from messengerd import inbox_writer
+from messengerd.inbox_writer import BUSY_TIMEOUT, text_digest, utc_text
+from messengerd.inbox_writer import DUPLICATE_WINDOW as DUPLICATE_WINDOW
+from messengerd.inbox_writer import TEXT_DIGEST_SIZE as TEXT_DIGEST_SIZE
+from messengerd.inbox_writer import name_key as _key
 from messengerd.message import Message
 from messengerd.message import Path as MessagePath
 
@@ -28,28 +34,14 @@ DATABASE_NAME = "messages.sqlite3"
 SCHEMA_VERSION = 2
 """Kept in `PRAGMA user_version`; a newer file is refused rather than misread."""
 
-DUPLICATE_WINDOW = 10.0
-"""Seconds within which the same From, To and Text is one message, not two.
-
-A broadcast arrives once per interface, `net send` retries a session it thinks failed,
-and some senders try the session and the mailslot both: all within a few seconds.
-"""
-
-TEXT_DIGEST_SIZE = 16
-"""Bytes of BLAKE2b over a text's UTF-8 that the duplicate check looks rows up by.
-
-128 bits make a collision between two texts practically impossible, and a collision would
-cost only an index step: the check still compares the full text of every row it finds.
-"""
-
 MAX_PENDING_WRITES = 1024
 """store() calls queued or being committed; the next one raises InboxFull."""
 
-MAX_BATCH_WRITES = 256
-"""Writes in one transaction, so one COMMIT holds SQLite's write lock only briefly."""
+WRITER_MODULE = "messengerd.inbox_writer"
+"""`python -m WRITER_MODULE DATABASE FD BUSY_TIMEOUT`: the process that commits."""
 
-BUSY_TIMEOUT = 5.0
-"""Seconds a connection waits for another's write lock (daemon and CLI share the file)."""
+WRITER_EXIT_TIMEOUT = 30.0
+"""Seconds close() waits for the writer process's last answers before it kills it."""
 
 PATHS = frozenset(get_args(MessagePath))
 
@@ -86,16 +78,10 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
 }
 """Statements that bring the schema from version N-1 to N."""
 # AUTOINCREMENT: ids are never reused, so `history --follow` can poll for `id > last`.
-# text_digest_of() is _text_digest, registered for the migration only. text_digest stays
+# text_digest_of() is text_digest, registered for the migration only. text_digest stays
 # nullable because ALTER TABLE cannot add a NOT NULL column without a default; the UPDATE
-# fills it for every older row and _insert() sets it for every new one.
+# fills it for every older row and the writer (inbox_writer.py) sets it for every new one.
 
-_FIND_DUPLICATE = (
-    "SELECT id FROM messages WHERE sender_key = ? AND recipient_key = ? AND text_digest = ?"
-    " AND received_at BETWEEN ? AND ? AND text = ? ORDER BY id LIMIT 1"
-)
-"""The first stored copy of a message within the window; `text = ?` so that a digest
-collision never folds two different texts into one."""
 
 _COLUMNS = "id, received_at, sender, recipient, text, raw, path, peer, codepage, read"
 
@@ -139,40 +125,12 @@ class StoredMessage(Message):
         }
 
 
-@dataclass
-class _Write:
-    message: Message
-    future: asyncio.Future[StoreResult]
-    loop: asyncio.AbstractEventLoop
-
-
-_STOP = None
-"""Queued by close(): the writer commits what is ahead of it, then ends."""
-
-
-def _utc_text(when: datetime) -> str:
-    """A fixed-width ISO 8601 UTC time, so that text order is time order in SQL."""
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)  # Message.received_at is UTC by contract
-    return when.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def _key(name: str) -> str:
-    """A From or To name for case-insensitive matching (NetBIOS names ignore case)."""
-    return name.casefold()
-
-
-def _text_digest(text: str) -> bytes:
-    """The text_digest column: TEXT_DIGEST_SIZE bytes of BLAKE2b over the text's UTF-8."""
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=TEXT_DIGEST_SIZE).digest()
-
-
 class Inbox:
     """`messages.sqlite3` in a data directory: async store() for the daemon, sync reads for all.
 
-    Writes run on one writer thread that commits whatever is queued in one transaction
-    (group commit) and resolves each store() only after COMMIT returned. Reads open their
-    own short read-only connection, so they work from any thread or process, daemon or not.
+    Writes go to a writer process that commits whatever has arrived in one transaction
+    (group commit); each store() returns only after its COMMIT did. Reads open their own
+    short read-only connection, so they work from any thread or process, daemon or not.
     """
 
     def __init__(
@@ -181,22 +139,23 @@ class Inbox:
         *,
         create: bool = True,
         max_pending: int = MAX_PENDING_WRITES,
-        on_batch: Callable[[int], None] | None = None,
+        busy_timeout: float = BUSY_TIMEOUT,
     ) -> None:
         """Open (or with `create`, make) the inbox; FileNotFoundError if absent and not `create`.
 
-        `on_batch` is called on the writer thread before each transaction with its number
-        of writes (for tests and metrics).
+        `busy_timeout`: seconds the writer waits for a write lock another process holds
+        before it gives up on a batch (its senders get an error reply and send again).
         """
         self.path = Path(data_dir).resolve() / DATABASE_NAME
         self.max_pending = max_pending
+        self.busy_timeout = busy_timeout
         self.batches = 0
-        self._on_batch = on_batch
-        self._queue: queue.SimpleQueue[_Write | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._pending = 0
-        self._writer: threading.Thread | None = None
-        self._closed = False
+        """Transactions the writer has committed (for tests and metrics)."""
+        self._writer: _WriterProcess | None = None
+        self._sequence = 0
+        self._futures: dict[int, asyncio.Future[StoreResult]] = {}
+        self._drained: asyncio.Future[None] | None = None
+        self._closing = False
         self._prepare(create)
 
     @staticmethod
@@ -207,7 +166,7 @@ class Inbox:
     @property
     def pending(self) -> int:
         """store() calls not yet answered."""
-        return self._pending
+        return len(self._futures)
 
     # -- schema --------------------------------------------------------------------------
 
@@ -235,7 +194,7 @@ class Inbox:
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.create_function("text_digest_of", 1, _text_digest, deterministic=True)
+        conn.create_function("text_digest_of", 1, text_digest, deterministic=True)
         conn.execute("BEGIN IMMEDIATE")
         try:
             # Read again under the write lock: another process may have just migrated.
@@ -249,10 +208,7 @@ class Inbox:
             raise
 
     def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
-        # Durable before ack: in WAL mode FULL syncs the log at every COMMIT.
-        conn.execute("PRAGMA synchronous=FULL")
-        return conn
+        return inbox_writer.connect(str(self.path))
 
     def _connect_readonly(self) -> sqlite3.Connection:
         conn = sqlite3.connect(
@@ -263,135 +219,100 @@ class Inbox:
         return conn
 
     # -- writing -------------------------------------------------------------------------
+    #
+    # The writer process (messengerd/inbox_writer.py) commits; store() sends it the message
+    # and waits for its answer. What store() calls send during one loop iteration goes in
+    # one frame, and the writer puts whatever has arrived into one transaction (group
+    # commit), so a busy second costs a few hundred COMMITs, not one per message.
 
     async def store(self, message: Message) -> StoreResult:
-        """Commit `message` (or find it already stored); InboxFull when too many are queued."""
+        """Commit `message` (or find it already stored); InboxFull when too many are queued.
+
+        Call it from one event loop at a time: the writer process answers on that loop.
+        """
         if message.path not in PATHS:
             raise ValueError(f"unknown message path {message.path!r}")
+        if self._closing:
+            raise InboxError("the inbox is closed")
+        if len(self._futures) >= self.max_pending:
+            raise InboxFull(f"{len(self._futures)} messages are waiting to be stored")
         loop = asyncio.get_running_loop()
-        write = _Write(message, loop.create_future(), loop)
-        with self._lock:
-            if self._closed:
-                raise InboxError("the inbox is closed")
-            if self._pending >= self.max_pending:
-                raise InboxFull(f"{self._pending} messages are waiting to be stored")
-            self._pending += 1
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_forever, name="messengerd-inbox", daemon=True
-                )
-                self._writer.start()
-            self._queue.put(write)
-        return await write.future
+        writer = self._writer_on(loop)
+        self._sequence += 1
+        future: asyncio.Future[StoreResult] = loop.create_future()
+        self._futures[self._sequence] = future
+        writer.send(write_request(self._sequence, message))
+        return await future
 
-    def _write_forever(self) -> None:
-        conn: sqlite3.Connection | None = None
-        stopping = False
-        while not stopping:
-            first = self._queue.get()
-            if first is _STOP:
-                break
-            batch = [first]
-            # Everything that queued up during the last COMMIT goes into this one.
-            while len(batch) < MAX_BATCH_WRITES:
-                try:
-                    write = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if write is _STOP:
-                    stopping = True
-                    break
-                batch.append(write)
-            conn = self._commit(conn, batch)
-        if conn is not None:
-            conn.close()
+    async def start(self) -> None:
+        """Start the writer process now, on this loop, rather than at the first store():
+        the first message is not kept waiting for it, and a writer that cannot start is
+        an error at start-up. InboxError if it cannot be started."""
+        if self._closing:
+            raise InboxError("the inbox is closed")
+        self._writer_on(asyncio.get_running_loop())
 
-    def _commit(
-        self, conn: sqlite3.Connection | None, batch: list[_Write]
-    ) -> sqlite3.Connection | None:
-        """Store `batch` in one transaction; answer each write. Returns the connection to reuse."""
-        results: list[StoreResult] = []
-        error: InboxError | None = None
-        try:
-            if self._on_batch is not None:
-                self._on_batch(len(batch))
-            if conn is None:
-                conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                results = [self._insert(conn, write.message) for write in batch]
-                conn.execute("COMMIT")
-            except BaseException:
-                _rollback(conn)
-                raise
-            self.batches += 1
-        except Exception as exc:
-            log.error("inbox: %d messages not stored: %s", len(batch), exc)
-            error = InboxError(f"cannot store in {self.path}: {exc}")
-            # A connection that failed is not trusted with the next batch.
-            if conn is not None:
-                conn.close()
-            conn = None
-        with self._lock:
-            self._pending -= len(batch)
-        for index, write in enumerate(batch):
-            _settle(write, results[index] if error is None else error)
-        return conn
-
-    def _insert(self, conn: sqlite3.Connection, message: Message) -> StoreResult:
-        received_at = message.received_at
-        if received_at.tzinfo is None:
-            received_at = received_at.replace(tzinfo=UTC)
-        window = timedelta(seconds=DUPLICATE_WINDOW)
-        sender_key, recipient_key = _key(message.sender), _key(message.recipient)
-        text_digest = _text_digest(message.text)
-        original = conn.execute(
-            _FIND_DUPLICATE,
-            (
-                sender_key,
-                recipient_key,
-                text_digest,
-                _utc_text(received_at - window),
-                _utc_text(received_at + window),
-                message.text,
-            ),
-        ).fetchone()
-        if original is not None:
-            return StoreResult(original[0], duplicate=True)
-        cursor = conn.execute(
-            "INSERT INTO messages (received_at, sender, recipient, sender_key, recipient_key,"
-            " text, text_digest, raw, path, peer, codepage)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                _utc_text(received_at),
-                message.sender,
-                message.recipient,
-                sender_key,
-                recipient_key,
-                message.text,
-                text_digest,
-                message.raw,
-                message.path,
-                message.peer,
-                message.codepage,
-            ),
+    def _writer_on(self, loop: asyncio.AbstractEventLoop) -> _WriterProcess:
+        """The writer process answering on `loop`, started if there is none."""
+        writer = self._writer
+        if writer is not None and writer.loop is loop and not writer.ended:
+            return writer
+        if writer is not None:
+            writer.finish_sync()  # a store() from another loop, or the last writer ended
+        self._writer = _WriterProcess(
+            self.path, self.busy_timeout, loop, self._answered, self._writer_ended
         )
-        assert cursor.lastrowid is not None
-        return StoreResult(cursor.lastrowid)
+        return self._writer
+
+    def _answered(self, answer: tuple[Any, ...]) -> None:
+        """On the writer's loop: answer the store() calls of one transaction."""
+        if answer[0] == "stored":
+            self.batches += 1
+            for sequence, id, duplicate in answer[1]:
+                _settle(self._futures.pop(sequence, None), StoreResult(id, duplicate))
+        else:
+            _, reason, sequences = answer
+            log.error("inbox: %d messages not stored: %s", len(sequences), reason)
+            for sequence in sequences:
+                error = InboxError(f"cannot store in {self.path}: {reason}")
+                _settle(self._futures.pop(sequence, None), error)
+        self._check_drained()
+
+    def _writer_ended(self, reason: str) -> None:
+        """On the writer's loop: the process is gone; nothing it had is answered now."""
+        if self._futures:
+            log.error("inbox: %d messages not stored: %s", len(self._futures), reason)
+        futures, self._futures = self._futures, {}
+        for future in futures.values():
+            _settle(future, InboxError(f"cannot store in {self.path}: {reason}"))
+        self._check_drained()
+
+    def _check_drained(self) -> None:
+        if not self._futures and self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
 
     def close(self) -> None:
-        """Commit every write already queued, then stop the writer thread."""
-        with self._lock:
-            writer = self._writer
-            if writer is not None and not self._closed:
-                self._queue.put(_STOP)
-            self._closed = True
-        if writer is not None:
-            writer.join()
+        """Stop the writer process after it committed everything sent to it.
+
+        For the end of a program or a test: it blocks until the writer has exited. From a
+        running event loop, `await aclose()`.
+        """
+        self._closing = True
+        if self._writer is not None:
+            self._writer.finish_sync()
+            self._writer = None
 
     async def aclose(self) -> None:
-        """close() without blocking the event loop while the last batch commits."""
-        await asyncio.to_thread(self.close)
+        """Refuse new writes, wait until every queued one is answered, stop the writer."""
+        self._closing = True
+        writer = self._writer
+        if writer is None:
+            return
+        if self._futures and not writer.ended:
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+        await asyncio.to_thread(writer.finish_sync)
+        self._writer = None
 
     def __enter__(self) -> Inbox:
         return self
@@ -521,6 +442,166 @@ def _rollback(conn: sqlite3.Connection) -> None:
         conn.execute("ROLLBACK")
 
 
+class _WriterProcess:
+    """The daemon's side of one writer process: requests out and answers in, on `loop`,
+    through a non-blocking socket pair; `ended(reason)` once the process is gone."""
+
+    def __init__(
+        self,
+        database: Path,
+        busy_timeout: float,
+        loop: asyncio.AbstractEventLoop,
+        answered: Callable[[tuple[Any, ...]], None],
+        ended: Callable[[str], None],
+    ) -> None:
+        self.loop = loop
+        self.ended = False
+        self._answered = answered
+        self._on_end = ended
+        self._batch: list[inbox_writer.Request] = []
+        self._out = bytearray()
+        self._writing = False
+        self._frames = inbox_writer.FrameReader()
+        ours, theirs = socket.socketpair()
+        # The child imports the messengerd this process runs, wherever that comes from.
+        package_root = str(Path(inbox_writer.__file__).resolve().parent.parent)
+        path = os.pathsep.join(filter(None, (package_root, os.environ.get("PYTHONPATH"))))
+        try:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "messengerd.inbox_writer",
+                    str(database),
+                    str(theirs.fileno()),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                pass_fds=(theirs.fileno(),),
+                env=dict(os.environ, PYTHONPATH=path),
+            )
+        except (OSError, ValueError) as exc:
+            ours.close()
+            raise InboxError(f"cannot start the inbox writer process: {exc}") from None
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self.sock = ours
+        loop.add_reader(ours.fileno(), self._readable)
+
+    def send(self, request: inbox_writer.Request) -> None:
+        """Queue `request`; what is queued during this loop iteration leaves as one frame."""
+        if not self._batch:
+            self.loop.call_soon(self._flush)
+        self._batch.append(request)
+
+    def _flush(self) -> None:
+        if self.ended or not self._batch:
+            return
+        self._out += inbox_writer.encode_frame(tuple(self._batch))
+        self._batch = []
+        self._write()
+
+    def _write(self) -> None:
+        try:
+            sent = self.sock.send(self._out)
+        except BlockingIOError:
+            sent = 0
+        except OSError as exc:
+            self._end(f"cannot reach the inbox writer process: {exc}")
+            return
+        del self._out[:sent]
+        if bool(self._out) != self._writing:
+            self._writing = bool(self._out)
+            if self._writing:
+                self.loop.add_writer(self.sock.fileno(), self._write)
+            else:
+                self.loop.remove_writer(self.sock.fileno())
+
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(inbox_writer.RECEIVE_BYTES)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._end(f"lost the inbox writer process: {exc}")
+            return
+        if not data:
+            self._end(f"the inbox writer process ended{self._exit_status()}")
+            return
+        try:
+            for answer in self._frames.feed(data):
+                self._answered(answer)
+        except inbox_writer.FrameError as exc:
+            self._end(f"the inbox writer process answered garbage: {exc}")
+
+    def _exit_status(self) -> str:
+        code = self.process.poll()
+        return "" if code is None else f" (exit status {code})"
+
+    def _end(self, reason: str) -> None:
+        if self.ended:
+            return
+        self.ended = True
+        self._detach()
+        self.sock.close()
+        if self.process.poll() is None:
+            self.process.kill()  # we gave up on it; finish_sync() reaps it
+        self._on_end(reason)
+
+    def _detach(self) -> None:
+        """Stop watching the socket on the loop (a closed loop watches nothing)."""
+        if not self.loop.is_closed():
+            self.loop.remove_reader(self.sock.fileno())
+            if self._writing:
+                self.loop.remove_writer(self.sock.fileno())
+        self._writing = False
+
+    def finish_sync(self) -> None:
+        """Send what is queued, tell the process to stop, read its last answers, reap it.
+
+        Blocking, from any thread: the answers are handed to the loop if it runs elsewhere.
+        """
+        if not self.ended:
+            self.ended = True
+            self._detach()
+            answers = []
+            try:
+                if self._batch:
+                    self._out += inbox_writer.encode_frame(tuple(self._batch))
+                    self._batch = []
+                self.sock.settimeout(WRITER_EXIT_TIMEOUT)
+                self.sock.sendall(self._out)
+                self.sock.shutdown(socket.SHUT_WR)
+                # Its last answers, then end of file: it closed its end on the way out.
+                while data := self.sock.recv(inbox_writer.RECEIVE_BYTES):
+                    answers += self._frames.feed(data)
+            except TimeoutError:
+                log.error("inbox: the writer process did not stop; killing it")
+                self.process.kill()
+            except (OSError, inbox_writer.FrameError) as exc:
+                log.error("inbox: stopping the writer process: %s", exc)
+                self.process.kill()
+            finally:
+                self.sock.close()
+            for answer in answers:
+                self._call_on_loop(self._answered, answer)
+            self._call_on_loop(self._on_end, "the inbox is closed")
+        self.process.wait()
+
+    def _call_on_loop(self, function: Callable[..., None], *args: Any) -> None:
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self.loop:
+            function(*args)
+        else:
+            # The loop is gone (closed at shutdown): nobody is waiting for the answer.
+            with contextlib.suppress(RuntimeError):
+                self.loop.call_soon_threadsafe(function, *args)
+
+
 def _casefold(value: str | None) -> str | None:
     return None if value is None else value.casefold()
 
@@ -538,7 +619,7 @@ def _where(
     params: list[Any] = []
     if since is not None:
         clauses.append("received_at >= ?")
-        params.append(_utc_text(since))
+        params.append(utc_text(since))
     if sender is not None:
         clauses.append("sender_key = ?")
         params.append(_key(sender))
@@ -572,17 +653,27 @@ def _stored(row: tuple[Any, ...]) -> StoredMessage:
     )
 
 
-def _settle(write: _Write, outcome: StoreResult | InboxError) -> None:
-    """Answer one store() on its own event loop (called from the writer thread)."""
+def write_request(sequence: int, message: Message) -> inbox_writer.Request:
+    """What the writer process is sent to store `message` (inbox_writer.Request)."""
+    return (
+        sequence,
+        utc_text(message.received_at),
+        message.sender,
+        message.recipient,
+        message.text,
+        message.raw,
+        message.path,
+        message.peer,
+        message.codepage,
+    )
 
-    def answer() -> None:
-        if write.future.done():
-            return  # the caller gave up (cancelled); the row is stored all the same
-        if isinstance(outcome, InboxError):
-            write.future.set_exception(outcome)
-        else:
-            write.future.set_result(outcome)
 
-    # The caller's loop is gone (closed at shutdown): nobody is waiting for the answer.
-    with contextlib.suppress(RuntimeError):
-        write.loop.call_soon_threadsafe(answer)
+def _settle(future: asyncio.Future[StoreResult] | None, outcome: object) -> None:
+    """Answer one store() (on its loop), unless its caller gave up."""
+    if future is None or future.done():
+        return  # the caller gave up (cancelled); the row is stored all the same
+    if isinstance(outcome, InboxError):
+        future.set_exception(outcome)
+    else:
+        assert isinstance(outcome, StoreResult)
+        future.set_result(outcome)

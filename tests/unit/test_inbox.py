@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from messengerd import inbox_writer
 from messengerd.inbox import (
     DATABASE_NAME,
     DUPLICATE_WINDOW,
@@ -27,12 +28,13 @@ from messengerd.inbox import (
     InboxFull,
     StoredMessage,
     StoreResult,
+    write_request,
 )
 from messengerd.message import Message
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
 WAIT = 10.0
-"""Seconds a test waits for the writer thread before it fails instead of hanging."""
+"""Seconds a test waits for a child process before it fails instead of hanging."""
 
 
 def message(
@@ -47,36 +49,30 @@ def message(
     return Message(sender, recipient, text, path, peer, when, raw=raw)  # type: ignore[arg-type]
 
 
-class Gate:
-    """An on_batch hook that holds the writer thread inside a batch until released."""
+class WriteLock:
+    """Another connection holding the inbox's write lock, as `messengerd history
+    --mark-read` does for a moment: the writer process waits for it, as it would."""
 
-    def __init__(self) -> None:
-        self.entered = threading.Event()
-        self.release = threading.Event()
-        self.sizes: list[int] = []
+    def __init__(self, data_dir: Path) -> None:
+        self.conn = sqlite3.connect(data_dir / DATABASE_NAME, isolation_level=None)
 
-    def __call__(self, size: int) -> None:
-        self.sizes.append(size)
-        self.entered.set()
-        self.release.wait(WAIT)
+    def __enter__(self) -> WriteLock:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self
 
-    async def wait_entered(self) -> None:
-        async with asyncio.timeout(WAIT):
-            while not self.entered.is_set():
-                await asyncio.sleep(0.001)
+    def release(self) -> None:
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+        self.conn.close()
 
 
 @pytest.fixture
 def inbox(tmp_path: Path) -> Iterator[Inbox]:
     with Inbox(tmp_path) as inbox:
         yield inbox
-
-
-@pytest.fixture
-def gate() -> Iterator[Gate]:
-    gate = Gate()
-    yield gate
-    gate.release.set()
 
 
 async def store_all(inbox: Inbox, messages: list[Message]) -> list[int]:
@@ -118,64 +114,88 @@ async def test_200_concurrent_stores_are_all_committed_with_unique_ids(inbox: In
 
 
 @pytest.mark.asyncio
-async def test_writes_queued_during_a_commit_share_the_next_transaction(tmp_path: Path, gate: Gate):
-    with Inbox(tmp_path, on_batch=gate) as inbox:
-        tasks = [asyncio.create_task(inbox.store(message(f"alert {i}"))) for i in range(200)]
-        await gate.wait_entered()
-        assert inbox.pending == 200
-        gate.release.set()
-        results = await asyncio.gather(*tasks)
-        assert sum(gate.sizes) == 200
-        # The writer took the first write(s) alone; all the others waited and went in one.
-        assert len(gate.sizes) <= 2
-        assert inbox.batches == len(gate.sizes)
+async def test_writes_queued_during_a_commit_share_the_next_transaction(tmp_path: Path):
+    async with Inbox(tmp_path) as inbox:
+        with WriteLock(tmp_path) as lock:
+            first = asyncio.create_task(inbox.store(message("alert 0")))
+            await asyncio.sleep(0.5)  # the writer has it and waits for the lock
+            rest = [asyncio.create_task(inbox.store(message(f"alert {i}"))) for i in range(1, 200)]
+            await asyncio.sleep(0.2)
+            assert inbox.pending == 200 and inbox.batches == 0
+            lock.release()
+            results = await asyncio.gather(first, *rest)
+        # The first write alone, then all the others, which waited, in one transaction.
+        assert inbox.batches == 2
         assert inbox.count() == 200 == len({r.id for r in results})
 
 
 @pytest.mark.asyncio
-async def test_store_does_not_block_the_event_loop_while_a_commit_is_slow(
-    tmp_path: Path, gate: Gate
-):
-    with Inbox(tmp_path, on_batch=gate) as inbox:
-        store = asyncio.create_task(inbox.store(message()))
-        await gate.wait_entered()
-        ticks = 0
-        for _ in range(100):
-            await asyncio.sleep(0)
-            ticks += 1
-        assert ticks == 100 and not store.done()
-        gate.release.set()
-        result = await store
+async def test_store_does_not_block_the_event_loop_while_a_commit_is_slow(tmp_path: Path):
+    async with Inbox(tmp_path) as inbox:
+        with WriteLock(tmp_path) as lock:
+            store = asyncio.create_task(inbox.store(message()))
+            ticks = 0
+            for _ in range(100):
+                await asyncio.sleep(0.001)
+                ticks += 1
+            assert ticks == 100 and not store.done()
+            lock.release()
+            result = await store
         assert inbox.get(result.id) is not None
 
 
 @pytest.mark.asyncio
-async def test_store_beyond_the_pending_bound_raises_inbox_full(tmp_path: Path, gate: Gate):
-    with Inbox(tmp_path, on_batch=gate, max_pending=3) as inbox:
-        tasks = [asyncio.create_task(inbox.store(message(f"alert {i}"))) for i in range(3)]
-        await gate.wait_entered()
-        with pytest.raises(InboxFull, match="3 messages are waiting"):
-            await inbox.store(message("one too many"))
-        gate.release.set()
-        await asyncio.gather(*tasks)
+async def test_store_beyond_the_pending_bound_raises_inbox_full(tmp_path: Path):
+    async with Inbox(tmp_path, max_pending=3) as inbox:
+        with WriteLock(tmp_path) as lock:
+            tasks = [asyncio.create_task(inbox.store(message(f"alert {i}"))) for i in range(3)]
+            await asyncio.sleep(0)
+            with pytest.raises(InboxFull, match="3 messages are waiting"):
+                await inbox.store(message("one too many"))
+            lock.release()
+            await asyncio.gather(*tasks)
         await inbox.store(message("room again"))
         assert inbox.count() == 4
 
 
 @pytest.mark.asyncio
 async def test_a_failed_batch_answers_its_callers_and_the_next_batch_stores(tmp_path: Path):
-    def fail_first(size: int) -> None:
-        if not failed:
-            failed.append(size)
-            raise sqlite3.OperationalError("disk I/O error")
-
-    failed: list[int] = []
-    async with Inbox(tmp_path, on_batch=fail_first) as inbox:
-        with pytest.raises(InboxError, match="disk I/O error"):
+    async with Inbox(tmp_path, busy_timeout=0.2) as inbox:
+        with WriteLock(tmp_path), pytest.raises(InboxError, match="database is locked"):
             await inbox.store(message("lost"))
         result = await inbox.store(message("kept"))
         assert [m.text for m in inbox.query()] == ["kept"] and inbox.pending == 0
         assert result.id == inbox.latest_id()
+
+
+@pytest.mark.asyncio
+async def test_a_writer_process_that_dies_fails_its_writes_and_the_next_one_is_started(
+    tmp_path: Path,
+):
+    async with Inbox(tmp_path) as inbox:
+        first = await inbox.store(message("before"))
+        writer = inbox._writer
+        assert writer is not None
+        with WriteLock(tmp_path):
+            pending = asyncio.create_task(inbox.store(message("in flight")))
+            await asyncio.sleep(0.3)
+            writer.process.kill()  # SIGKILL mid-batch: its transaction never commits
+            with pytest.raises(InboxError, match="writer process ended"):
+                await pending
+        again = await inbox.store(message("after"))
+        assert inbox._writer is not writer
+        assert [m.text for m in inbox.query()] == ["before", "after"]
+        assert again.id > first.id
+
+
+@pytest.mark.asyncio
+async def test_the_writer_process_commits_and_exits_when_the_inbox_closes(tmp_path: Path):
+    inbox = Inbox(tmp_path)
+    await inbox.store(message())
+    writer = inbox._writer
+    assert writer is not None and writer.process.poll() is None
+    await inbox.aclose()
+    assert writer.process.returncode == 0
 
 
 @pytest.mark.asyncio
@@ -250,33 +270,32 @@ DIGEST_LOOKUP = (
 """SQLite's EXPLAIN QUERY PLAN for a search on every column of the index (> stands for >=)."""
 
 
-@pytest.mark.asyncio
-async def test_the_duplicate_check_is_an_index_lookup_however_many_rows_match_the_names(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_the_duplicate_check_is_an_index_lookup_however_many_rows_match_the_names(
+    tmp_path: Path,
 ):
+    Inbox(tmp_path).close()
+    # The writer process's transaction, run here so that its statements can be traced.
+    conn = inbox_writer.connect(str(tmp_path / DATABASE_NAME))
+    requests = [write_request(i, message(f"alert {i}")) for i in range(500)]
+    conn.execute("BEGIN IMMEDIATE")
+    inbox_writer.insert_batch(conn, [inbox_writer.row(r) for r in requests])
+    conn.execute("COMMIT")
+    conn.execute("ANALYZE")  # the planner now knows that 500 rows share From and To
     ran: list[str] = []
-    connect = Inbox._connect
-
-    def traced(self: Inbox) -> sqlite3.Connection:
-        conn = connect(self)
-        conn.set_trace_callback(ran.append)  # each statement with its values filled in
-        return conn
-
-    monkeypatch.setattr(Inbox, "_connect", traced)
-    async with Inbox(tmp_path) as inbox:
-        await store_all(inbox, [message(f"alert {i}") for i in range(500)])
-        # With statistics the planner knows that 500 rows share From and To.
-        with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
-            conn.execute("ANALYZE")
-        conn.close()
-        ran.clear()
-        assert (await inbox.store(message("alert 250"))).duplicate
-    lookups = [sql for sql in ran if sql.lstrip().upper().startswith("SELECT")]
+    conn.set_trace_callback(ran.append)  # each statement with its values filled in
+    conn.execute("BEGIN IMMEDIATE")
+    again = inbox_writer.row(write_request(500, message("alert 250")))
+    assert inbox_writer.insert_batch(conn, [again]) == [(251, True)]
+    conn.execute("COMMIT")
+    conn.set_trace_callback(None)
+    lookups = [sql for sql in ran if sql.lstrip().upper().startswith(("SELECT", "WITH"))]
     assert lookups, f"the writer ran no SELECT: {ran}"
-    conn = sqlite3.connect(tmp_path / DATABASE_NAME)
     for sql in lookups:
-        plan = " / ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
-        assert DIGEST_LOOKUP in plan and "SCAN" not in plan
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}")]
+        assert any(DIGEST_LOOKUP in step for step in plan), plan
+        # The batch's own VALUES are scanned; the messages table never is.
+        scans = [step for step in plan if step.startswith("SCAN")]
+        assert all(step == "SCAN batch" or "CONSTANT ROW" in step for step in scans), plan
     conn.close()
 
 
