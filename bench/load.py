@@ -92,17 +92,87 @@ def _with_group(frame: bytes, group: int) -> bytes:
     return frame[:GROUP_OFFSET] + struct.pack("<H", group) + frame[GROUP_OFFSET + 2 :]
 
 
-async def _read_reply(reader: asyncio.StreamReader, command: int) -> bytes:
-    """The SMB of the next reply frame; ValueError unless it answers `command` with success."""
-    header = await reader.readexactly(nbss.NBSS_HEADER_LENGTH)
-    _, length = nbss.frame_header(header)
-    body = await reader.readexactly(length)
+def _check_reply(body: bytes, command: int) -> None:
+    """ValueError unless the SMB `body` answers `command` with success."""
     if body[:4] != b"\xffSMB" or body[4] != command:
         raise ValueError(f"reply is not an SMB 0x{command:02X}: {body[:8].hex()}")
     status = int.from_bytes(body[5:9], "little")
     if status:
         raise ValueError(f"SMB 0x{command:02X} failed with status 0x{status:08X}")
-    return body
+
+
+class _Sender(asyncio.Protocol):
+    """One message the way a multi-block sender does it, on its own TCP connection: D5, each
+    D7, D6, each sent when the reply to the one before has come. A bare Protocol (no task,
+    stream or timeout per reply), so that the senders cost the machine little of the CPU
+    the receiver under test needs."""
+
+    def __init__(self, frames: Frames, text: bytes, done: asyncio.Future[None]) -> None:
+        self.frames = frames
+        self.blocks = [text[i : i + BLOCK_BYTES] for i in range(0, len(text), BLOCK_BYTES)]
+        self.done = done
+        self.buffer = bytearray()
+        self.expected = smb.SMB_COM_SEND_START_MB_MESSAGE
+        self.group = 0
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.frames.d5)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while len(self.buffer) >= nbss.NBSS_HEADER_LENGTH and not self.done.done():
+            _, length = nbss.frame_header(bytes(self.buffer[: nbss.NBSS_HEADER_LENGTH]))
+            end = nbss.NBSS_HEADER_LENGTH + length
+            if len(self.buffer) < end:
+                return
+            body = bytes(self.buffer[nbss.NBSS_HEADER_LENGTH : end])
+            del self.buffer[:end]
+            try:
+                self._next(body)
+            except ValueError as exc:
+                self._finish(exc)
+
+    def _next(self, reply: bytes) -> None:
+        assert self.transport is not None
+        _check_reply(reply, self.expected)
+        if self.expected == smb.SMB_COM_SEND_START_MB_MESSAGE:
+            # smbd answers WordCount 0 and no id; a sender then uses 0 (PROTOCOL.md §4).
+            self.group = int.from_bytes(reply[33:35], "little") if reply[32] >= 1 else 0
+        elif self.expected == smb.SMB_COM_SEND_END_MB_MESSAGE:
+            self._finish(None)
+            return
+        if self.blocks:
+            self.expected = smb.SMB_COM_SEND_TEXT_MB_MESSAGE
+            self.transport.write(self.frames.d7(self.blocks.pop(0), self.group))
+        else:
+            self.expected = smb.SMB_COM_SEND_END_MB_MESSAGE
+            self.transport.write(_with_group(self.frames.d6, self.group))
+
+    def _finish(self, error: BaseException | None) -> None:
+        if not self.done.done():
+            if error is None:
+                self.done.set_result(None)
+            else:
+                self.done.set_exception(error)
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(exc or EOFError("the receiver closed before the D6 reply"))
+
+
+async def send_message(port: int, frames: Frames, text: bytes) -> None:
+    """One message on a fresh TCP connection; raises if any reply is missing or an error."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    transport, _ = await loop.create_connection(lambda: _Sender(frames, text, done), LOOPBACK, port)
+    try:
+        await done
+    finally:
+        transport.close()
 
 
 @dataclass
@@ -117,23 +187,6 @@ class SessionRun:
         self.failures += 1
         key = type(exc).__name__ + ": " + str(exc)[:80]
         self.errors[key] = self.errors.get(key, 0) + 1
-
-
-async def send_message(port: int, frames: Frames, text: bytes) -> None:
-    """One message the way a multi-block sender does it, on a fresh TCP connection."""
-    reader, writer = await asyncio.open_connection(LOOPBACK, port)
-    try:
-        writer.write(frames.d5)
-        reply = await _read_reply(reader, smb.SMB_COM_SEND_START_MB_MESSAGE)
-        # smbd answers WordCount 0 and no id; a sender then uses 0 (PROTOCOL.md §4).
-        group = int.from_bytes(reply[33:35], "little") if reply[32] >= 1 else 0
-        for start in range(0, len(text), BLOCK_BYTES):
-            writer.write(frames.d7(text[start : start + BLOCK_BYTES], group))
-            await _read_reply(reader, smb.SMB_COM_SEND_TEXT_MB_MESSAGE)
-        writer.write(_with_group(frames.d6, group))
-        await _read_reply(reader, smb.SMB_COM_SEND_END_MB_MESSAGE)
-    finally:
-        writer.close()
 
 
 async def _messages(args: argparse.Namespace, frames: Frames, numbers: range) -> SessionRun:

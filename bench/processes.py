@@ -56,6 +56,39 @@ def rss_mb(pid: int) -> tuple[float, float]:
     return values["VmRSS"], values["VmHWM"]
 
 
+def children(pid: int) -> list[int]:
+    """Every process `pid` started, and theirs (/proc/PID/task/TID/children, proc(5))."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found += [int(child), *children(int(child))]
+    return found
+
+
+def pss_mb(pid: int) -> float:
+    """Pss of `pid` in MiB (/proc/PID/smaps_rollup): its private pages, and its share of
+    the pages it shares, so that the Pss of two processes adds up to what both take."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise ValueError(f"no Pss for process {pid}")
+
+
+def memory(pid: int) -> dict[str, float]:
+    """The receiver's memory: its own RSS, its child processes' (the inbox writer), and the
+    Pss of them all together."""
+    kids = children(pid)
+    rss, peak = rss_mb(pid)
+    return {
+        "rss": rss,
+        "peak": peak,
+        "children_rss": sum(rss_mb(kid)[0] for kid in kids),
+        "children": len(kids),
+        "pss_total": pss_mb(pid) + sum(pss_mb(kid) for kid in kids),
+    }
+
+
 def _stat_ticks(path: Path) -> int:
     fields = path.read_text().rsplit(")", 1)[1].split()
     return int(fields[11]) + int(fields[12])  # utime, stime (proc(5) fields 14, 15)
@@ -69,12 +102,14 @@ def _machine_busy_ticks() -> int:
 
 @dataclass(frozen=True)
 class CpuSample:
-    """CPU ticks of the whole machine, and of one process's main thread and other threads."""
+    """CPU ticks of the whole machine, of one process's main thread and other threads, and
+    of the processes it started (the inbox writer)."""
 
     when: float
     machine_busy: int
     main: int
     others: int
+    children: dict[int, int]
 
     @classmethod
     def take(cls, pid: int) -> CpuSample:
@@ -86,7 +121,11 @@ class CpuSample:
                     main = ticks
                 else:
                     others += ticks
-        return cls(time.perf_counter(), _machine_busy_ticks(), main, others)
+        kids = {}
+        for kid in children(pid):
+            with contextlib.suppress(OSError):
+                kids[kid] = _stat_ticks(Path(f"/proc/{kid}/stat"))
+        return cls(time.perf_counter(), _machine_busy_ticks(), main, others, kids)
 
     def until(self, later: CpuSample) -> dict[str, float]:
         """Percent of one core used in between: machine (of 200% on 2 cores), main, others."""
@@ -95,6 +134,10 @@ class CpuSample:
             "machine_pct": (later.machine_busy - self.machine_busy) / span,
             "main_pct": (later.main - self.main) / span,
             "others_pct": (later.others - self.others) / span,
+            "children_pct": sum(
+                ticks - self.children.get(kid, 0) for kid, ticks in later.children.items()
+            )
+            / span,
         }
 
 

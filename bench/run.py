@@ -39,6 +39,7 @@ from processes import (
     STOP_TIMEOUT,
     Receiver,
     log,
+    memory,
     rss_mb,
     run_load,
     wait_quiet,
@@ -143,7 +144,7 @@ def bench_memory(work: Path, plan: Plan) -> dict:
     """RSS idle after start, then with `plan.idle_sessions` idle sessions open."""
     with Receiver(work / "memory") as receiver:
         time.sleep(plan.settle)
-        idle, _ = rss_mb(receiver.pid)
+        idle = memory(receiver.pid)
         holder = subprocess.Popen(
             [sys.executable, str(BENCH / "load.py"), "--port", str(receiver.ports["session"]),
              "hold", "--count", str(plan.idle_sessions)],
@@ -152,18 +153,22 @@ def bench_memory(work: Path, plan: Plan) -> dict:
         assert holder.stdout is not None and holder.stdin is not None
         held = json.loads(holder.stdout.readline())
         time.sleep(plan.settle)
-        busy, peak = rss_mb(receiver.pid)
+        busy = memory(receiver.pid)
         descriptors = len(os.listdir(f"/proc/{receiver.pid}/fd"))
         limit = _file_limit(receiver.pid)
         holder.stdin.close()
         holder.wait()
     return {
-        "idle_mb": idle,
+        "idle_mb": idle["rss"],
+        "idle_writer_mb": idle["children_rss"],
+        "idle_children": idle["children"],
+        "idle_pss_mb": idle["pss_total"],
         "sessions": held["open"],
         "session_failures": held["failed"],
-        "with_sessions_mb": busy,
-        "peak_mb": peak,
-        "per_session_kb": (busy - idle) * 1024 / max(1, held["open"]),
+        "with_sessions_mb": busy["rss"],
+        "with_sessions_pss_mb": busy["pss_total"],
+        "peak_mb": busy["peak"],
+        "per_session_kb": (busy["rss"] - idle["rss"]) * 1024 / max(1, held["open"]),
         "daemon_fds": descriptors,
         "daemon_nofile": limit,
     }
