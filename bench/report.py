@@ -35,8 +35,8 @@ def report(results: dict) -> str:
     def row(measure: str, value: str, target: str = "", ok: bool | None = None) -> None:
         lines.append(f"| {measure} | {value} | {target} | {'' if ok is None else verdict(ok)} |")
 
-    stored = results["store"]["best"] if "store" in results else None
-    bare = results["nostore"]["best"] if "nostore" in results else None
+    stored = results["store"]["median"] if "store" in results else None
+    bare = results["nostore"]["median"] if "nostore" in results else None
     rounds = {
         label: ", ".join(f"{rate:.0f}" for rate in results[key]["rounds"])
         for key, label in (("store", "with store"), ("nostore", "--no-store"))
@@ -47,7 +47,7 @@ def report(results: dict) -> str:
             continue
         loaded, cpu = run["loaded"], run["loaded"].get("cpu", {})
         row(
-            f"session msgs/s, 16 at a time, {label} (best round)",
+            f"session msgs/s, 16 at a time, {label} (median round)",
             f"{loaded['rate']:.0f} ({loaded['sent']} msgs in {loaded['seconds']:.1f} s, "
             f"{loaded['failed']} failed; rounds: {rounds[label]})",
             f">= {TARGET_RATE:.0f}",
