@@ -462,6 +462,11 @@ class _WriterProcess:
         self._out = bytearray()
         self._writing = False
         self._frames = inbox_writer.FrameReader()
+        if os.name != "posix":
+            raise InboxError(
+                "the inbox writer process needs POSIX to start (file descriptor passing):"
+                " on Windows, run with --no-store for now"
+            )
         ours, theirs = socket.socketpair()
         # The child imports the messengerd this process runs, wherever that comes from.
         package_root = str(Path(inbox_writer.__file__).resolve().parent.parent)
