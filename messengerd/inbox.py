@@ -41,7 +41,8 @@ WRITER_MODULE = "messengerd.inbox_writer"
 """`python -m WRITER_MODULE DATABASE FD BUSY_TIMEOUT`: the process that commits."""
 
 WRITER_EXIT_TIMEOUT = 30.0
-"""Seconds close() waits for the writer process's last answers before it kills it."""
+"""Seconds close() waits for the writer process's last answers, and then for its exit,
+before it kills it."""
 
 PATHS = frozenset(get_args(MessagePath))
 
@@ -592,7 +593,12 @@ class _WriterProcess:
             for answer in answers:
                 self._call_on_loop(self._answered, answer)
             self._call_on_loop(self._on_end, "the inbox is closed")
-        self.process.wait()
+        try:
+            self.process.wait(WRITER_EXIT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log.error("inbox: the writer process did not exit; killing it")
+            self.process.kill()
+            self.process.wait()
 
     def _call_on_loop(self, function: Callable[..., None], *args: Any) -> None:
         try:

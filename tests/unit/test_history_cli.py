@@ -7,6 +7,7 @@ import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -143,7 +144,7 @@ def test_follow_shows_the_backlog_then_new_matching_messages(data_dir: Path, cap
             raise KeyboardInterrupt
         store(data_dir, arrival)
 
-    monkeypatch.setattr(history.time, "sleep", sleep)
+    monkeypatch.setattr(history, "time", SimpleNamespace(sleep=sleep))
     code, lines, _ = run(data_dir, capsys, "--follow", "--from", "ups", "--limit", "1")
     assert code == 0
     assert ids(lines) == [3, 5]
@@ -159,7 +160,7 @@ def test_follow_waits_for_the_daemon_to_make_the_inbox(tmp_path: Path, capsys, m
             raise KeyboardInterrupt
         store(tmp_path, Message("UPS", "*", "First", "mailslot", "192.0.2.9:138"))
 
-    monkeypatch.setattr(history.time, "sleep", sleep)
+    monkeypatch.setattr(history, "time", SimpleNamespace(sleep=sleep))
     code, lines, err = run(tmp_path, capsys, "--follow", "--json")
     assert code == 0 and [json.loads(line)["text"] for line in lines] == ["First"]
     assert "waiting" in err
