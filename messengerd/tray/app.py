@@ -120,6 +120,70 @@ def _listen_for_clicks(icon: Any) -> None:
     icon._display.flush()
 
 
+REDOCK_INTERVAL = 1.0
+"""Seconds between checks that the xorg icon sits in a system tray."""
+
+
+class _Redocker:
+    """Asks the system tray again to take pystray's xorg icon until it has.
+
+    pystray sends its one dock request when the icon is shown: a tray that starts later
+    (the tray app started before the desktop's panel) or that lost the request while it
+    was starting never shows the icon. This thread checks every REDOCK_INTERVAL, on an X
+    connection of its own, whether a tray has taken the icon's window (it is then no
+    longer a child of the root window), and if not sends the tray owner the XEMBED system
+    tray dock request for it again.
+    """
+
+    SYSTEM_TRAY_REQUEST_DOCK = 0
+
+    def __init__(self, window_id: int) -> None:
+        self.window_id = window_id
+        self.docks = 0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="messengerd-tray-dock", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def _run(self) -> None:
+        import Xlib.display
+        import Xlib.error
+        import Xlib.protocol.event
+        import Xlib.X
+
+        try:
+            display = Xlib.display.Display()
+        except Exception as exc:  # Xlib raises its own errors, not OSError
+            log.warning("tray: cannot watch the icon's docking: %s", exc)
+            return
+        try:
+            selection = display.intern_atom(f"_NET_SYSTEM_TRAY_S{display.get_default_screen()}")
+            opcode = display.intern_atom("_NET_SYSTEM_TRAY_OPCODE")
+            window = display.create_resource_object("window", self.window_id)
+            root = display.screen().root.id
+            while not self._stopping.wait(REDOCK_INTERVAL):
+                if window.query_tree().parent.id != root:
+                    continue  # embedded in a tray (and kept watching: a tray can restart)
+                manager = display.get_selection_owner(selection)
+                if isinstance(manager, int):
+                    continue  # no tray yet (X.NONE comes as a plain 0)
+                request = Xlib.protocol.event.ClientMessage(
+                    window=manager,
+                    client_type=opcode,
+                    data=(32, [0, self.SYSTEM_TRAY_REQUEST_DOCK, self.window_id, 0, 0]),
+                )
+                manager.send_event(request, event_mask=Xlib.X.NoEventMask)
+                display.flush()
+                self.docks += 1
+                log.info("tray: asked the system tray again to show the icon")
+        except Xlib.error.XError as exc:
+            log.debug("tray: stopped watching the icon's docking: %s", exc)
+        finally:
+            display.close()
+
+
 class _IconUpdater:
     """Applies icon changes on a thread of its own, the newest change winning.
 
@@ -182,6 +246,7 @@ class TrayApp:
         self.presenter = presenter
         self.pystray = pystray
         self.icon: Any = None
+        self._redocker: _Redocker | None = None
         self.popups: dict[int, PopupWindow] = {}
         self.history: HistoryWindow | None = None
         self.aliases: AliasesWindow | None = None
@@ -388,6 +453,9 @@ class TrayApp:
 
         if self.presenter.traits.name == "xorg":
             _listen_for_clicks(self.icon)
+            window = getattr(self.icon, "_window", None)
+            if window is not None:
+                self._redocker = _Redocker(window.id)
 
         def setup(icon: Any) -> None:
             icon.visible = True
@@ -462,6 +530,8 @@ class TrayApp:
 
     def _shutdown(self) -> None:
         self._icon_updates.stop()
+        if self._redocker is not None:
+            self._redocker.stop()
         if self.icon is not None:
             try:
                 self.icon.stop()

@@ -7,6 +7,7 @@ the screen through the X server itself (Pillow's ImageGrab over XCB).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
@@ -38,15 +39,19 @@ SHOWN = "Disk C: is 95% full\n<b>not bold</b> & not an entity: &amp;\tthen a bel
 """What the popup shows for TEXT: markup as typed, the bell made visible."""
 
 
-def wait_for(condition: Callable[[], object], what: str, timeout: float = WAIT) -> object:
-    """Poll `condition` until it returns something true; fail naming `what` after `timeout`."""
+def wait_for(
+    condition: Callable[[], object], what: str, timeout: float = WAIT, log: list[str] | None = None
+) -> object:
+    """Poll `condition` until it returns something true; fail naming `what` after `timeout`,
+    with the last lines of `log` (the tray's stderr) when given."""
     deadline = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
+            tail = "\n".join(["", "tray log:", *log[-30:]]) if log is not None else ""
+            pytest.fail(f"gave up waiting for {what}{tail}")
         time.sleep(0.1)
 
 
@@ -87,7 +92,8 @@ def tray_owner(display: str) -> int:
     connection = Xlib.display.Display(display)
     try:
         atom = connection.intern_atom("_NET_SYSTEM_TRAY_S0")
-        return connection.get_selection_owner(atom).id
+        owner = connection.get_selection_owner(atom)
+        return owner if isinstance(owner, int) else owner.id  # X.NONE comes as a plain 0
     finally:
         connection.close()
 
@@ -95,6 +101,13 @@ def tray_owner(display: str) -> int:
 @pytest.fixture
 def system_tray(display, x_env) -> Iterator[None]:
     """trayer: a stand-alone system tray, so the icon has somewhere to dock."""
+    with running_trayer(display, x_env):
+        yield
+
+
+@contextlib.contextmanager
+def running_trayer(display: str, x_env: dict[str, str]) -> Iterator[None]:
+    """trayer, from started until it can embed an icon to stopped."""
     trayer = need_tool("trayer", "trayer")
     process = subprocess.Popen(
         [trayer, "--edge", "bottom", "--align", "right", "--widthtype", "pixel",
@@ -187,6 +200,24 @@ class Tray:
         return self.process.returncode
 
 
+@pytest.mark.interop
+def test_an_icon_shown_before_the_system_tray_started_docks_when_it_does(display, x_env, tmp_path):
+    # As at a login where the tray app starts before the desktop's panel: the dock request
+    # made when the icon was shown found no tray, and the icon must still appear once one
+    # is there (whether the tray's announcement or the app's own retry brings it in).
+    running = Tray(x_env, tmp_path)
+    try:
+        assert running.windows("--classname", ICON_CLASS) == []
+        with running_trayer(display, x_env):
+            wait_for(
+                lambda: running.windows("--classname", ICON_CLASS),
+                "the icon to dock in a tray started after it",
+                log=running.log,
+            )
+    finally:
+        running.stop()
+
+
 @pytest.fixture
 def tray(x_env, system_tray, tmp_path) -> Iterator[Tray]:
     from PIL import features
@@ -210,13 +241,15 @@ def red_pixels(image) -> int:
 def test_a_message_pops_up_reads_back_and_goes_on_ok(tray, tmp_path):
     xdotool = need_tool("xdotool", "xdotool")
     xclip = need_tool("xclip", "xclip")
-    (icon,) = wait_for(lambda: tray.windows("--classname", ICON_CLASS), "the icon to dock")
+    (icon,) = wait_for(
+        lambda: tray.windows("--classname", ICON_CLASS), "the icon to dock", log=tray.log
+    )
     assert tray.windows("--name", POPUP_NAME) == []
 
     sent = smbclient_message(tray.ports["session"], TEXT.encode())
     assert sent.returncode == 0, sent.stderr
 
-    (popup,) = wait_for(lambda: tray.windows("--name", POPUP_NAME), "the popup")
+    (popup,) = wait_for(lambda: tray.windows("--name", POPUP_NAME), "the popup", log=tray.log)
     x, y, width, height = tray.geometry(popup)
     screen = tray.screenshot()
     screen.save(tmp_path / "popup.png")
