@@ -205,7 +205,7 @@ class Inbox:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             conn.execute("COMMIT")
         except BaseException:
-            _rollback(conn)
+            inbox_writer.rollback(conn)
             raise
 
     def _connect(self) -> sqlite3.Connection:
@@ -420,7 +420,7 @@ class Inbox:
                     changed = conn.total_changes - before
                     conn.execute("COMMIT")
                 except BaseException:
-                    _rollback(conn)
+                    inbox_writer.rollback(conn)
                     raise
         except sqlite3.Error as exc:
             raise InboxError(f"cannot write {self.path}: {exc}") from None
@@ -434,13 +434,6 @@ class Inbox:
                 out.write(json.dumps(message.to_json(), ensure_ascii=False) + "\n")
                 written += 1
         return written
-
-
-def _rollback(conn: sqlite3.Connection) -> None:
-    # A failed COMMIT may have rolled back already (I/O error); a second ROLLBACK would
-    # raise and hide the error that matters.
-    if conn.in_transaction:
-        conn.execute("ROLLBACK")
 
 
 class _WriterProcess:
@@ -504,9 +497,14 @@ class _WriterProcess:
     def _flush(self) -> None:
         if self.ended or not self._batch:
             return
-        self._out += inbox_writer.encode_frame(tuple(self._batch))
-        self._batch = []
+        self._frame_batch()
         self._write()
+
+    def _frame_batch(self) -> None:
+        """Move the queued requests, as one frame, to the bytes waiting to be sent."""
+        if self._batch:
+            self._out += inbox_writer.encode_frame(tuple(self._batch))
+            self._batch = []
 
     def _write(self) -> None:
         try:
@@ -573,9 +571,7 @@ class _WriterProcess:
             self._detach()
             answers = []
             try:
-                if self._batch:
-                    self._out += inbox_writer.encode_frame(tuple(self._batch))
-                    self._batch = []
+                self._frame_batch()
                 self.sock.settimeout(WRITER_EXIT_TIMEOUT)
                 self.sock.sendall(self._out)
                 self.sock.shutdown(socket.SHUT_WR)

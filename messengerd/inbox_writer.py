@@ -144,6 +144,10 @@ class FrameReader:
             except (EOFError, ValueError, TypeError) as exc:
                 raise FrameError(f"a frame that is not marshal data: {exc}") from None
 
+    def requests(self, data: bytes) -> list[Request]:
+        """The requests in the whole frames `data` completes (each frame holds several)."""
+        return [request for frame in self.feed(data) for request in frame]
+
 
 # -- the transaction ----------------------------------------------------------------------
 
@@ -263,7 +267,9 @@ def connect(path: str, **options: Any) -> sqlite3.Connection:
 
 
 def rollback(conn: sqlite3.Connection) -> None:
-    """Undo the open transaction, if there is one and the connection still can."""
+    """Undo the open transaction, if there is one and the connection still can: a failed
+    COMMIT may have rolled back already (I/O error), and an error from a second ROLLBACK
+    would hide the one that matters."""
     if conn.in_transaction:
         with contextlib.suppress(sqlite3.Error):
             conn.execute("ROLLBACK")
@@ -376,7 +382,7 @@ def serve(sock: socket.socket, writer: Writer) -> None:
         data = sock.recv(RECEIVE_BYTES)
         if not data:
             return
-        requests: list[Request] = [each for frame in frames.feed(data) for each in frame]
+        requests = frames.requests(data)
         # Everything else already waiting joins this transaction (group commit).
         while True:
             try:
@@ -385,7 +391,7 @@ def serve(sock: socket.socket, writer: Writer) -> None:
                 break
             if not more:
                 break
-            requests += (each for frame in frames.feed(more) for each in frame)
+            requests += frames.requests(more)
         for start in range(0, len(requests), MAX_BATCH_WRITES):
             sock.sendall(encode_frame(writer.commit(requests[start : start + MAX_BATCH_WRITES])))
 

@@ -139,7 +139,6 @@ class _Redocker:
 
     def __init__(self, window_id: int) -> None:
         self.window_id = window_id
-        self.docks = 0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, name="messengerd-tray-dock", daemon=True)
         self._thread.start()
@@ -176,7 +175,6 @@ class _Redocker:
                 )
                 manager.send_event(request, event_mask=Xlib.X.NoEventMask)
                 display.flush()
-                self.docks += 1
                 log.info("tray: asked the system tray again to show the icon")
         except Xlib.error.XError as exc:
             log.debug("tray: stopped watching the icon's docking: %s", exc)
