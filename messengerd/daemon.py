@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import functools
 import logging
 import os
 import socket
@@ -22,7 +23,7 @@ from messengerd.aliases import AliasTable, load_aliases, save_aliases
 from messengerd.config import DaemonConfig
 from messengerd.control import ControlError, ControlServer
 from messengerd.delivery import Fanout, Sink
-from messengerd.inbox import Inbox, InboxError, StoredMessage
+from messengerd.inbox import Inbox, InboxError, StoredMessage, StoreResult
 from messengerd.lmerr import NetError
 from messengerd.message import Message
 from messengerd.netif import LOOPBACK_NETWORK, broadcast_for, interfaces, local_address_for
@@ -31,7 +32,7 @@ from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import MessageReceived
 from messengerd.protocol.nameservice import NameService
 from messengerd.registration import Registrar, RegistrationRunner
-from messengerd.transport.tcp import SessionListener
+from messengerd.transport.tcp import Acknowledge, SessionListener
 from messengerd.transport.udp import DatagramServiceProtocol, NameServiceProtocol
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import NetBIOSName, alias_name
@@ -99,7 +100,7 @@ class Daemon:
         self._registrations: RegistrationRunner | None = None
         self._adding: set[NetBIOSName] = set()
         self._save_lock = asyncio.Lock()
-        self._sessions = SessionListener(self.aliases, self.deliver)
+        self._sessions = SessionListener(self.aliases, self.accept)
         self._udp: list[asyncio.DatagramTransport] = []
         self._datagram_protocols: list[DatagramServiceProtocol] = []
         self._stopped = asyncio.Event()
@@ -296,11 +297,12 @@ class Daemon:
                 self._name_protocol = protocol
         return port
 
-    async def deliver(self, event: MessageReceived, peer: str) -> bool:
-        """Store a complete message, then hand it to the sinks.
+    def accept(self, event: MessageReceived, peer: str, acknowledge: Acknowledge) -> None:
+        """Store a complete message, acknowledge it, then hand it to the sinks.
 
-        True once it is durable and may be acknowledged to its sender; False when it
-        could not be stored (the sender gets an error reply and can try again).
+        `acknowledge(True)` once it is durable and its sender may be told so; `(False)`
+        when it could not be stored (the sender gets an error reply and can try again).
+        It is called on this loop, at once or when the inbox answers: no task a message.
         """
         message = Message.from_wire(
             event.sender,
@@ -311,34 +313,61 @@ class Daemon:
             codepage=self.config.codepage,
         )
         if self.policy is not None and not self.policy.check(message).allowed:
-            return await self._refused(message)
-        if self.inbox is not None:
+            self._refused(message, acknowledge)
+        elif self.inbox is None:
+            acknowledge(True)
+            self._show(message)
+        else:
+            stored = functools.partial(self._stored, message, acknowledge)
             try:
-                result = await self.inbox.store(message)
+                self.inbox.submit(message, stored)
             except InboxError as exc:
-                log.error("refused a message from %s: %s", peer, exc)
-                return False
-            if result.duplicate:
-                log.debug("message from %s is a copy of #%d; not shown again", peer, result.id)
-                return True
-            message = StoredMessage.from_message(message, id=result.id)
+                stored(exc)
+
+    async def deliver(self, event: MessageReceived, peer: str) -> bool:
+        """accept() for a caller that awaits the outcome (the datagram service)."""
+        outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.accept(event, peer, functools.partial(_resolve, outcome))
+        return await outcome
+
+    def _stored(
+        self, message: Message, acknowledge: Acknowledge, outcome: StoreResult | InboxError
+    ) -> None:
+        if isinstance(outcome, InboxError):
+            log.error("refused a message from %s: %s", message.peer, outcome)
+            acknowledge(False)
+        elif outcome.duplicate:
+            log.debug("message from %s is a copy of #%d; not shown again", message.peer, outcome.id)
+            acknowledge(True)
+        else:
+            acknowledge(True)
+            self._show(StoredMessage.from_message(message, id=outcome.id))
+
+    def _show(self, message: Message) -> None:
         self.messages_received += 1
         self.fanout.dispatch(message)
-        return True
 
-    async def _refused(self, message: Message) -> bool:
+    def _refused(self, message: Message, acknowledge: Acknowledge) -> None:
         """A message the policy refused (it counts and logs it); stored only if asked.
 
         Acknowledged all the same, as a spam filter does: the sender learns nothing and
         has no reason to send it again.
         """
         assert self.policy is not None
-        if self.policy.store_refused and self.inbox is not None:
-            try:
-                await self.inbox.store(message)
-            except InboxError as exc:
-                log.error("a refused message from %s not stored: %s", message.peer, exc)
-        return True
+        inbox = self.inbox
+        if not (self.policy.store_refused and inbox is not None):
+            acknowledge(True)
+            return
+
+        def stored(outcome: StoreResult | InboxError) -> None:
+            if isinstance(outcome, InboxError):
+                log.error("a refused message from %s not stored: %s", message.peer, outcome)
+            acknowledge(True)
+
+        try:
+            inbox.submit(message, stored)
+        except InboxError as exc:
+            stored(exc)
 
     async def stop(self) -> None:
         """Release our names, close every listener and session, let deliveries finish."""
@@ -411,3 +440,8 @@ def _udp_socket(host: str, port: int, *, shared: bool = False) -> socket.socket:
         raise
     sock.setblocking(False)
     return sock
+
+
+def _resolve(future: asyncio.Future[bool], value: bool) -> None:
+    if not future.done():  # its awaiter may have been cancelled
+        future.set_result(value)

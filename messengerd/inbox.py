@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ SCHEMA_VERSION = 2
 """Kept in `PRAGMA user_version`; a newer file is refused rather than misread."""
 
 MAX_PENDING_WRITES = 1024
-"""store() calls queued or being committed; the next one raises InboxFull."""
+"""Messages queued or being committed (store() and submit()); the next one raises InboxFull."""
 
 WRITER_MODULE = "messengerd.inbox_writer"
 """`python -m WRITER_MODULE DATABASE FD BUSY_TIMEOUT`: the process that commits."""
@@ -103,6 +104,10 @@ class StoreResult:
     duplicate: bool = False
 
 
+Stored = Callable[[StoreResult | InboxError], None]
+"""What submit() calls with a message's outcome: its StoreResult, or why it was not stored."""
+
+
 @dataclass(frozen=True)
 class StoredMessage(Message):
     """A message as the inbox holds it: with its id and read flag."""
@@ -154,7 +159,7 @@ class Inbox:
         """Transactions the writer has committed (for tests and metrics)."""
         self._writer: _WriterProcess | None = None
         self._sequence = 0
-        self._futures: dict[int, asyncio.Future[StoreResult]] = {}
+        self._waiting: dict[int, Stored] = {}
         self._drained: asyncio.Future[None] | None = None
         self._closing = False
         self._prepare(create)
@@ -166,8 +171,8 @@ class Inbox:
 
     @property
     def pending(self) -> int:
-        """store() calls not yet answered."""
-        return len(self._futures)
+        """Messages sent to be stored and not yet answered."""
+        return len(self._waiting)
 
     # -- schema --------------------------------------------------------------------------
 
@@ -221,29 +226,38 @@ class Inbox:
 
     # -- writing -------------------------------------------------------------------------
     #
-    # The writer process (messengerd/inbox_writer.py) commits; store() sends it the message
-    # and waits for its answer. What store() calls send during one loop iteration goes in
-    # one frame, and the writer puts whatever has arrived into one transaction (group
-    # commit), so a busy second costs a few hundred COMMITs, not one per message.
+    # The writer process (messengerd/inbox_writer.py) commits; submit() sends it the message
+    # and calls back with its answer (store() awaits the same). What is submitted during one
+    # loop iteration goes in one frame, and the writer puts whatever has arrived into one
+    # transaction (group commit), so a busy second costs a few hundred COMMITs, not one per
+    # message.
 
     async def store(self, message: Message) -> StoreResult:
         """Commit `message` (or find it already stored); InboxFull when too many are queued.
 
         Call it from one event loop at a time: the writer process answers on that loop.
         """
+        future: asyncio.Future[StoreResult] = asyncio.get_running_loop().create_future()
+        self.submit(message, functools.partial(_settle, future))
+        return await future
+
+    def submit(self, message: Message, stored: Stored) -> None:
+        """Send `message` to be committed now; `stored(StoreResult or InboxError)` is called
+        on this loop once it is (or cannot be). InboxFull, InboxError at once instead.
+
+        store() without a task: the session listener acknowledges from `stored`, so its
+        reply leaves in the loop iteration that reads the writer's answer.
+        """
         if message.path not in PATHS:
             raise ValueError(f"unknown message path {message.path!r}")
         if self._closing:
             raise InboxError("the inbox is closed")
-        if len(self._futures) >= self.max_pending:
-            raise InboxFull(f"{len(self._futures)} messages are waiting to be stored")
-        loop = asyncio.get_running_loop()
-        writer = self._writer_on(loop)
+        if len(self._waiting) >= self.max_pending:
+            raise InboxFull(f"{len(self._waiting)} messages are waiting to be stored")
+        writer = self._writer_on(asyncio.get_running_loop())
         self._sequence += 1
-        future: asyncio.Future[StoreResult] = loop.create_future()
-        self._futures[self._sequence] = future
+        self._waiting[self._sequence] = stored
         writer.send(write_request(self._sequence, message))
-        return await future
 
     async def start(self) -> None:
         """Start the writer process now, on this loop, rather than at the first store():
@@ -266,30 +280,38 @@ class Inbox:
         return self._writer
 
     def _answered(self, answer: tuple[Any, ...]) -> None:
-        """On the writer's loop: answer the store() calls of one transaction."""
+        """On the writer's loop: answer the messages of one transaction."""
         if answer[0] == "stored":
             self.batches += 1
             for sequence, id, duplicate in answer[1]:
-                _settle(self._futures.pop(sequence, None), StoreResult(id, duplicate))
+                self._tell(sequence, StoreResult(id, duplicate))
         else:
             _, reason, sequences = answer
             log.error("inbox: %d messages not stored: %s", len(sequences), reason)
             for sequence in sequences:
-                error = InboxError(f"cannot store in {self.path}: {reason}")
-                _settle(self._futures.pop(sequence, None), error)
+                self._tell(sequence, InboxError(f"cannot store in {self.path}: {reason}"))
         self._check_drained()
 
     def _writer_ended(self, reason: str) -> None:
         """On the writer's loop: the process is gone; nothing it had is answered now."""
-        if self._futures:
-            log.error("inbox: %d messages not stored: %s", len(self._futures), reason)
-        futures, self._futures = self._futures, {}
-        for future in futures.values():
-            _settle(future, InboxError(f"cannot store in {self.path}: {reason}"))
+        if self._waiting:
+            log.error("inbox: %d messages not stored: %s", len(self._waiting), reason)
+        for sequence in list(self._waiting):
+            self._tell(sequence, InboxError(f"cannot store in {self.path}: {reason}"))
         self._check_drained()
 
+    def _tell(self, sequence: int, outcome: StoreResult | InboxError) -> None:
+        """Call one message's `stored`; what it raises is logged and stops no other."""
+        stored = self._waiting.pop(sequence, None)
+        if stored is None:
+            return
+        try:
+            stored(outcome)
+        except Exception:
+            log.exception("inbox: a caller failed on its message's answer")
+
     def _check_drained(self) -> None:
-        if not self._futures and self._drained is not None and not self._drained.done():
+        if not self._waiting and self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
 
     def close(self) -> None:
@@ -309,7 +331,7 @@ class Inbox:
         writer = self._writer
         if writer is None:
             return
-        if self._futures and not writer.ended:
+        if self._waiting and not writer.ended:
             self._drained = asyncio.get_running_loop().create_future()
             await self._drained
         await asyncio.to_thread(writer.finish_sync)
@@ -675,9 +697,9 @@ def write_request(sequence: int, message: Message) -> inbox_writer.Request:
     )
 
 
-def _settle(future: asyncio.Future[StoreResult] | None, outcome: object) -> None:
+def _settle(future: asyncio.Future[StoreResult], outcome: StoreResult | InboxError) -> None:
     """Answer one store() (on its loop), unless its caller gave up."""
-    if future is None or future.done():
+    if future.done():
         return  # the caller gave up (cancelled); the row is stored all the same
     if isinstance(outcome, InboxError):
         future.set_exception(outcome)

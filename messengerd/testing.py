@@ -22,6 +22,7 @@ from messengerd.config import DEFAULT_WORKGROUP, DaemonConfig
 from messengerd.daemon import Daemon
 from messengerd.message import Message
 from messengerd.protocol.events import Directory, MessageReceived
+from messengerd.transport.tcp import Acknowledge
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import NetBIOSName, alias_name
 from messengerd.wire.text import DEFAULT_CODEPAGE
@@ -106,19 +107,25 @@ class _FaultyDaemon(Daemon):
         # datagrams still see every alias, so a sender resolves the name and is then refused.
         self._sessions.directory = _RefusingDirectory(self.aliases, faults, config.codepage)
 
-    async def deliver(self, event: MessageReceived, peer: str) -> bool:
+    def accept(self, event: MessageReceived, peer: str, acknowledge: Acknowledge) -> None:
         faults = self.faults
         if event.path == "mailslot" and faults.drop_datagrams:
             log.info("dropped a mailslot message from %s on purpose", peer)
             self.dropped.append(event)
-            return True
-        if event.path == "session":
-            if faults.reply_delay > 0:
-                await asyncio.sleep(faults.reply_delay)
-            if faults.smb_error:
-                log.info("refusing a session message from %s on purpose", peer)
-                return False
-        return await super().deliver(event, peer)
+            acknowledge(True)
+        elif event.path == "session" and faults.reply_delay > 0:
+            asyncio.get_running_loop().call_later(
+                faults.reply_delay, self._accept_now, event, peer, acknowledge
+            )
+        else:
+            self._accept_now(event, peer, acknowledge)
+
+    def _accept_now(self, event: MessageReceived, peer: str, acknowledge: Acknowledge) -> None:
+        if event.path == "session" and self.faults.smb_error:
+            log.info("refusing a session message from %s on purpose", peer)
+            acknowledge(False)
+        else:
+            super().accept(event, peer, acknowledge)
 
 
 class _Collector:

@@ -2,16 +2,20 @@
 
 Each connection is a bare `asyncio.Protocol`: bytes go to its machine as they arrive and the
 machine's replies go straight back, with no task, stream or timeout context per read. A
-message the machine completes is the only thing that waits: its reply leaves once `deliver`
-has stored it (DESIGN.md: acknowledged means stored). Bytes that arrive meanwhile wait in the
-machine, which bounds them; reading pauses only while the peer does not take our replies.
+message the machine completes is the only thing that waits: its reply leaves once `accept`
+acknowledges it stored (DESIGN.md: acknowledged means stored), from a callback rather than a
+task, so that no loop iteration passes between the inbox's answer and the reply. Bytes that
+arrive meanwhile wait in the machine, which bounds them; reading pauses only while the peer
+does not take our replies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import functools
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 
 from messengerd.limits import MAX_SESSIONS, SESSION_IDLE_TIMEOUT
 from messengerd.protocol.events import (
@@ -28,8 +32,12 @@ log = logging.getLogger(__name__)
 BACKLOG = 1024
 """Connections the kernel queues before accept(): a burst of senders is not refused."""
 
-Deliver = Callable[[MessageReceived, str], Awaitable[bool]]
-"""Store a message from `peer`; True once it is durable and may be acknowledged."""
+Acknowledge = Callable[[bool], None]
+"""Called once a message is durable (True: a success reply) or cannot be stored (False)."""
+
+Accept = Callable[[MessageReceived, str, Acknowledge], None]
+"""Take a complete message from `peer` to store; call the Acknowledge once, at once or
+later, on the listener's loop."""
 
 
 class SessionListener:
@@ -38,17 +46,20 @@ class SessionListener:
     def __init__(
         self,
         directory: Directory,
-        deliver: Deliver,
+        accept: Accept,
         *,
         max_sessions: int = MAX_SESSIONS,
         idle_timeout: float = SESSION_IDLE_TIMEOUT,
     ) -> None:
         self.directory = directory
-        self.deliver = deliver
+        self.accept = accept
         self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
         self.server: asyncio.Server | None = None
         self.sessions: set[Session] = set()
+        self.storing = 0
+        """Messages accepted and not yet acknowledged."""
+        self._stored: asyncio.Future[None] | None = None
 
     async def start(self, host: str, port: int) -> int:
         """Listen on (host, port); return the port bound (useful when `port` is 0)."""
@@ -63,13 +74,18 @@ class SessionListener:
         storing (what is durable stays so), but get no reply."""
         if self.server is not None:
             self.server.close()
-        deliveries = [s.delivery for s in self.sessions if s.delivery is not None]
         for session in list(self.sessions):
             session.close()
-        if deliveries:
-            await asyncio.gather(*deliveries, return_exceptions=True)
+        if self.storing:
+            self._stored = asyncio.get_running_loop().create_future()
+            await self._stored
         if self.server is not None:
             await self.server.wait_closed()
+
+    def _acknowledged(self) -> None:
+        self.storing -= 1
+        if not self.storing and self._stored is not None and not self._stored.done():
+            self._stored.set_result(None)
 
 
 class Session(asyncio.Protocol):
@@ -80,7 +96,12 @@ class Session(asyncio.Protocol):
         self.machine = SessionMachine(listener.directory)
         self.transport: asyncio.Transport | None = None
         self.peer = "?"
-        self.delivery: asyncio.Task[None] | None = None
+        self.storing = False
+        """A message is being stored: its reply, and what follows it, wait."""
+        self._deliveries = 0
+        self._waiting: collections.deque[SessionEvent] = collections.deque()
+        self._in_accept = False
+        self._resume = False
         self._loop = asyncio.get_running_loop()
         self._last_heard = 0.0
         self._idle: asyncio.TimerHandle | None = None
@@ -139,39 +160,63 @@ class Session(asyncio.Protocol):
             self.transport.close()
 
     def _handle(self, events: Iterable[SessionEvent]) -> None:
-        events = iter(events)
-        for event in events:
-            if self._closed:
+        """Carry out the machine's events. A message stops them until it is acknowledged
+        (but for a CloseConnection: input overflowing while it waits); then the rest run,
+        and the frames that waited in the machine behind it. A loop, not recursion: a
+        message acknowledged at once (no inbox) continues right here."""
+        waiting = self._waiting
+        waiting.extend(events)
+        while not self._closed:
+            if not waiting:
+                if self.storing or not self._resume:
+                    return
+                # Frames that arrived behind the acknowledged message wait in the machine.
+                self._resume = False
+                waiting.extend(self.machine.receive_data(b""))
+                continue
+            if self.storing and not isinstance(waiting[0], CloseConnection):
                 return
+            event = waiting.popleft()
             if isinstance(event, SendData):
                 assert self.transport is not None
                 self.transport.write(event.data)
             elif isinstance(event, MessageReceived):
-                # Only a CloseConnection can follow it; it waits until the reply is sent.
-                self.delivery = self._loop.create_task(self._deliver(event, list(events)))
-                return
+                self._accept(event)
             elif isinstance(event, CloseConnection):
                 log.info("session from %s closed: %s", self.peer, event.reason)
                 self.close()
             elif isinstance(event, Dropped):
                 log.info("session from %s: %s", self.peer, event.reason)
+        waiting.clear()
 
-    async def _deliver(self, event: MessageReceived, rest: list[SessionEvent]) -> None:
+    def _accept(self, event: MessageReceived) -> None:
+        self.storing = True
+        self.listener.storing += 1
+        self._deliveries += 1
+        acknowledge = functools.partial(self._acknowledge, self._deliveries)
+        self._in_accept = True
         try:
-            stored = await self.listener.deliver(event, self.peer)
+            self.listener.accept(event, self.peer, acknowledge)
         except Exception:
             log.exception("session from %s: a message could not be delivered", self.peer)
-            stored = False
+            acknowledge(False)
         finally:
-            self.delivery = None
+            self._in_accept = False
+
+    def _acknowledge(self, delivery: int, stored: bool) -> None:
+        """The message is stored (or cannot be): reply, then carry on with what waited."""
+        if delivery != self._deliveries or not self.storing:
+            return  # answered already (accept raised after it had sent the message)
+        self.storing = False
+        self.listener._acknowledged()
         if self._closed:
             return  # the peer left (or we stop): stored or not, there is nobody to answer
         assert self.transport is not None
         machine = self.machine
         self.transport.write(machine.message_stored() if stored else machine.message_refused())
-        self._handle(rest)
-        # Frames that arrived behind the message wait in the machine.
-        self._handle(machine.receive_data(b""))
+        self._resume = True
+        if not self._in_accept:
+            self._handle(())  # acknowledged at once, _handle() goes on by itself
 
     def _update_reading(self) -> None:
         """Read while the peer takes our replies (asyncio's write flow control)."""
@@ -190,10 +235,10 @@ class Session(asyncio.Protocol):
             return
         timeout = self.listener.idle_timeout
         due = self._last_heard + timeout
-        if self.delivery is None and self._loop.time() >= due:
+        if not self.storing and self._loop.time() >= due:
             log.debug("session from %s idle for %.0f s; closing", self.peer, timeout)
             self.close()
             return
-        if self.delivery is not None:
+        if self.storing:
             due = self._loop.time() + timeout
         self._idle = self._loop.call_at(due, self._check_idle)

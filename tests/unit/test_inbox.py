@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import hashlib
 import json
 import sqlite3
@@ -156,6 +157,43 @@ async def test_store_beyond_the_pending_bound_raises_inbox_full(tmp_path: Path):
             await asyncio.gather(*tasks)
         await inbox.store(message("room again"))
         assert inbox.count() == 4
+
+
+@pytest.mark.asyncio
+async def test_submit_calls_back_with_each_outcome_and_a_failing_callback_stops_no_other(
+    tmp_path: Path, caplog
+):
+    outcomes: dict[str, StoreResult | InboxError] = {}
+    answered = asyncio.Event()
+
+    def stored(text: str, outcome: StoreResult | InboxError) -> None:
+        outcomes[text] = outcome
+        if len(outcomes) == 3:
+            answered.set()
+        if text == "broken caller":
+            raise RuntimeError("a bug in the caller")
+
+    async with Inbox(tmp_path, busy_timeout=0.2) as inbox:
+        with WriteLock(tmp_path):
+            inbox.submit(message("locked out"), functools.partial(stored, "locked out"))
+            async with asyncio.timeout(WAIT):
+                while not outcomes:
+                    await asyncio.sleep(0.01)
+        for text in ("broken caller", "next caller"):
+            inbox.submit(message(text), functools.partial(stored, text))
+        assert inbox.pending == 2  # sent at once, answered later on this loop
+        async with asyncio.timeout(WAIT):
+            await answered.wait()
+        assert isinstance(outcomes["locked out"], InboxError)
+        assert "database is locked" in str(outcomes["locked out"])
+        first, second = outcomes["broken caller"], outcomes["next caller"]
+        assert isinstance(first, StoreResult) and isinstance(second, StoreResult)
+        assert [inbox.get(first.id).text, inbox.get(second.id).text] == [  # type: ignore[union-attr]
+            "broken caller",
+            "next caller",
+        ]
+        assert "a caller failed on its message's answer" in caplog.text
+        assert inbox.pending == 0
 
 
 @pytest.mark.asyncio
