@@ -152,14 +152,15 @@ def _child_limits() -> None:
 class Receiver:
     """`python -m messengerd run --json` on free loopback ports, stdout to a file."""
 
-    def __init__(self, folder: Path, *options: str) -> None:
+    def __init__(self, folder: Path, *options: str, program: tuple[str, ...] = ()) -> None:
+        """`program`: what runs in place of `python -m messengerd` (its arguments follow)."""
         folder.mkdir(parents=True)
         self.data_dir = folder / "data"
         self.output = folder / "stdout.jsonl"
         self.log: collections.deque[str] = collections.deque(maxlen=200)
         self.refusals = 0
         command = [
-            sys.executable, "-m", "messengerd", "run", "--json",
+            *(program or (sys.executable, "-m", "messengerd")), "run", "--json",
             "--bind", LOOPBACK, "--broadcast", BROADCAST,
             "--name-port", "0", "--datagram-port", "0", "--session-port", "0",
             "--alias", ALIAS, "--data-dir", str(self.data_dir), *options,
