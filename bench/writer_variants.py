@@ -14,14 +14,13 @@ import sys
 from pathlib import Path
 
 from messengerd import cli, inbox_writer
+from messengerd.inbox import WRITER_MODULE
 
 VARIANTS = {
     "unsynced": "commits as the product does but with PRAGMA synchronous=OFF: no fdatasync",
     "answering": "answers every request at once and stores nothing: the process round trip",
 }
 """Each variant, and what it leaves out."""
-
-WRITER_MODULE = "messengerd.inbox_writer"
 
 
 def daemon(variant: str, argv: list[str]) -> int:

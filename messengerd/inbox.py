@@ -492,9 +492,10 @@ class _WriterProcess:
                 [
                     sys.executable,
                     "-m",
-                    "messengerd.inbox_writer",
+                    WRITER_MODULE,
                     str(database),
                     str(theirs.fileno()),
+                    str(busy_timeout),
                 ],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,

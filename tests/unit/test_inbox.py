@@ -201,6 +201,7 @@ async def test_a_failed_batch_answers_its_callers_and_the_next_batch_stores(tmp_
     async with Inbox(tmp_path, busy_timeout=0.2) as inbox:
         with WriteLock(tmp_path), pytest.raises(InboxError, match="database is locked"):
             await inbox.store(message("lost"))
+        assert inbox._writer is not None and inbox._writer.process.args[-1] == "0.2"
         result = await inbox.store(message("kept"))
         assert [m.text for m in inbox.query()] == ["kept"] and inbox.pending == 0
         assert result.id == inbox.latest_id()
