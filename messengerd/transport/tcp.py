@@ -101,7 +101,6 @@ class Session(asyncio.Protocol):
         self._deliveries = 0
         self._waiting: collections.deque[SessionEvent] = collections.deque()
         self._in_accept = False
-        self._resume = False
         self._loop = asyncio.get_running_loop()
         self._last_heard = 0.0
         self._idle: asyncio.TimerHandle | None = None
@@ -166,14 +165,7 @@ class Session(asyncio.Protocol):
         message acknowledged at once (no inbox) continues right here."""
         waiting = self._waiting
         waiting.extend(events)
-        while not self._closed:
-            if not waiting:
-                if self.storing or not self._resume:
-                    return
-                # Frames that arrived behind the acknowledged message wait in the machine.
-                self._resume = False
-                waiting.extend(self.machine.receive_data(b""))
-                continue
+        while waiting and not self._closed:
             if self.storing and not isinstance(waiting[0], CloseConnection):
                 return
             event = waiting.popleft()
@@ -182,6 +174,9 @@ class Session(asyncio.Protocol):
                 self.transport.write(event.data)
             elif isinstance(event, MessageReceived):
                 self._accept(event)
+                if not self.storing:
+                    # Acknowledged at once: the frames behind it wait in the machine.
+                    waiting.extend(self.machine.receive_data(b""))
             elif isinstance(event, CloseConnection):
                 log.info("session from %s closed: %s", self.peer, event.reason)
                 self.close()
@@ -214,9 +209,10 @@ class Session(asyncio.Protocol):
         assert self.transport is not None
         machine = self.machine
         self.transport.write(machine.message_stored() if stored else machine.message_refused())
-        self._resume = True
-        if not self._in_accept:
-            self._handle(())  # acknowledged at once, _handle() goes on by itself
+        if self._in_accept:
+            return  # acknowledged at once: _handle() goes on by itself
+        # Frames that arrived behind the message wait in the machine.
+        self._handle(machine.receive_data(b""))
 
     def _update_reading(self) -> None:
         """Read while the peer takes our replies (asyncio's write flow control)."""
