@@ -4,7 +4,7 @@
 and answers every session message frame with a fixed success reply for its command. It is
 not a receiver: it parses nothing, stores nothing and shows nothing. bench/run.py loads it
 exactly like messengerd, so the gap between the two is what messengerd's own work costs.
-`protocol` has the shape of messengerd.transport.tcp (a bare asyncio.Protocol per
+`protocol` has the shape of messengerd.transport.session (a bare asyncio.Protocol per
 connection); `streams` is the shape it had before (a task per connection, StreamReader,
 asyncio.timeout around every read, write then drain), kept for comparison.
 """
@@ -16,12 +16,12 @@ import asyncio
 import struct
 import sys
 
-from messengerd.limits import SESSION_IDLE_TIMEOUT
+from messengerd.core.limits import SESSION_IDLE_TIMEOUT
 from messengerd.wire import nbss, smb
 
 LOOPBACK = "127.0.0.1"
 BACKLOG = 1024
-"""As messengerd.transport.tcp's listener."""
+"""As messengerd.transport.session's listener."""
 READ_SIZE = 4096
 """Bytes read at a time by the `streams` variant."""
 COMMAND_OFFSET = nbss.NBSS_HEADER_LENGTH + 4

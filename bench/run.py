@@ -49,12 +49,12 @@ from report import report
 from smbd import Smbd, SmbdUnavailable
 
 from messengerd import __version__
-from messengerd.aliases import AliasTable
-from messengerd.inbox import DATABASE_NAME, MAX_PENDING_WRITES, Inbox
-from messengerd.message import Message
+from messengerd.core.aliases import AliasTable
+from messengerd.core.message import Message
+from messengerd.core.store.inbox import DATABASE_NAME, MAX_PENDING_WRITES, Inbox
 from messengerd.protocol.events import MessageReceived
+from messengerd.protocol.registration import BCAST_REQ_RETRY_COUNT, BCAST_REQ_RETRY_TIMEOUT
 from messengerd.protocol.session import SessionMachine
-from messengerd.registration import BCAST_REQ_RETRY_COUNT, BCAST_REQ_RETRY_TIMEOUT
 from messengerd.wire import nbss, smb
 
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from messengerd import cli, inbox_writer
-from messengerd.inbox import WRITER_MODULE
+from messengerd.core.store.inbox import WRITER_MODULE
 
 VARIANTS = {
     "unsynced": "commits as the product does but with PRAGMA synchronous=OFF: no fdatasync",

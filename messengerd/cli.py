@@ -15,20 +15,20 @@ from messengerd import __version__
 from messengerd.commands import config as config_command
 from messengerd.commands import decode, history, names, send, tray
 from messengerd.commands.arguments import ipv4, listen_port
-from messengerd.config import DaemonConfig, default_data_dir
-from messengerd.daemon import Daemon, ListenError
-from messengerd.delivery.routing import build_sinks
-from messengerd.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
-from messengerd.inbox import InboxError
-from messengerd.lmerr import NetError
-from messengerd.policy import Policy
-from messengerd.settings import (
+from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from messengerd.config.options import DaemonConfig, default_data_dir
+from messengerd.config.settings import (
     Settings,
     SettingsError,
     default_config_path,
     find_settings,
     merge_daemon_config,
 )
+from messengerd.core.lmerr import NetError
+from messengerd.core.policy import Policy
+from messengerd.core.store.inbox import InboxError
+from messengerd.daemon import Daemon, ListenError
+from messengerd.delivery.routing import build_sinks
 from messengerd.wire.text import DEFAULT_CODEPAGE
 
 log = logging.getLogger("messengerd")

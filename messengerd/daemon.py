@@ -18,21 +18,28 @@ import socket
 import uuid
 from typing import Any
 
-from messengerd import __version__, lmerr
-from messengerd.aliases import AliasTable, load_aliases, save_aliases
-from messengerd.config import DaemonConfig
-from messengerd.control import ControlError, ControlServer
+from messengerd import __version__
+from messengerd.config.options import DaemonConfig
+from messengerd.control.server import ControlError, ControlServer
+from messengerd.core import lmerr
+from messengerd.core.aliases import AliasTable, load_aliases, save_aliases
+from messengerd.core.lmerr import NetError
+from messengerd.core.message import Message
+from messengerd.core.policy import Policy
+from messengerd.core.store.inbox import Inbox, InboxError, StoredMessage, StoreResult
 from messengerd.delivery import Fanout, Sink
-from messengerd.inbox import Inbox, InboxError, StoredMessage, StoreResult
-from messengerd.lmerr import NetError
-from messengerd.message import Message
-from messengerd.netif import LOOPBACK_NETWORK, broadcast_for, interfaces, local_address_for
-from messengerd.policy import Policy
 from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import MessageReceived
 from messengerd.protocol.nameservice import NameService
-from messengerd.registration import Registrar, RegistrationRunner
-from messengerd.transport.tcp import Acknowledge, SessionListener
+from messengerd.protocol.registration import Registrar
+from messengerd.transport.netif import (
+    LOOPBACK_NETWORK,
+    broadcast_for,
+    interfaces,
+    local_address_for,
+)
+from messengerd.transport.registration import RegistrationRunner
+from messengerd.transport.session import Acknowledge, SessionListener
 from messengerd.transport.udp import DatagramServiceProtocol, NameServiceProtocol
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import NetBIOSName, alias_name

@@ -20,9 +20,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from messengerd import limits
-from messengerd.config import DATAGRAM_SERVICE_PORT, NAME_SERVICE_PORT, SESSION_SERVICE_PORT
-from messengerd.message import Message
+from messengerd.config.options import DATAGRAM_SERVICE_PORT, NAME_SERVICE_PORT, SESSION_SERVICE_PORT
+from messengerd.core import limits
+from messengerd.core.message import Message
 from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import EveryName, MessageReceived, SendData
 from messengerd.protocol.session import SessionMachine, SessionState

@@ -21,15 +21,15 @@ from typing import Literal, get_args
 
 from scapy.layers.smb import SMB_Header
 
-from messengerd import limits, lmerr
-from messengerd.config import (
+from messengerd.config.options import (
     DATAGRAM_SERVICE_PORT,
     NAME_SERVICE_PORT,
     SESSION_SERVICE_PORT,
     default_computer_name,
 )
-from messengerd.lmerr import NetError
-from messengerd.netif import broadcast_for
+from messengerd.core import limits, lmerr
+from messengerd.core.lmerr import NetError
+from messengerd.transport.netif import broadcast_for
 from messengerd.wire import nbss, smb
 from messengerd.wire.datagram import MESSENGER_DATAGRAM_BYTES, build_mailslot_datagrams
 from messengerd.wire.errors import WireError

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from messengerd.config import DEFAULT_WORKGROUP, DaemonConfig
+from messengerd.config.options import DEFAULT_WORKGROUP, DaemonConfig
+from messengerd.core.message import Message
 from messengerd.daemon import Daemon
-from messengerd.message import Message
 from messengerd.protocol.events import Directory, MessageReceived
-from messengerd.transport.tcp import Acknowledge
+from messengerd.transport.session import Acknowledge
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import NetBIOSName, alias_name
 from messengerd.wire.text import DEFAULT_CODEPAGE

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from messengerd.exits import EXIT_OK, EXIT_USAGE
-from messengerd.settings import SettingsError, default_config_path, load_settings
+from messengerd.commands.exits import EXIT_OK, EXIT_USAGE
+from messengerd.config.settings import SettingsError, default_config_path, load_settings
 
 
 def add_parser(subparsers: Any) -> None:

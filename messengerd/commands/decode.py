@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from messengerd.commands.arguments import peer_port
-from messengerd.config import DATAGRAM_SERVICE_PORT, NAME_SERVICE_PORT, SESSION_SERVICE_PORT
-from messengerd.exits import EXIT_OK, UsageError
+from messengerd.commands.exits import EXIT_OK, UsageError
+from messengerd.config.options import DATAGRAM_SERVICE_PORT, NAME_SERVICE_PORT, SESSION_SERVICE_PORT
 from messengerd.wire.text import DEFAULT_CODEPAGE, check_codepage
 
 

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from messengerd.config import default_data_dir
-from messengerd.exits import EXIT_FAILED, EXIT_OK, UsageError
-from messengerd.inbox import Inbox, InboxError, StoredMessage
+from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
+from messengerd.config.options import default_data_dir
+from messengerd.core.store.inbox import Inbox, InboxError, StoredMessage
 
 FOLLOW_POLL_INTERVAL = 0.5
 """Seconds between looks for new messages with --follow; the daemon has no push channel yet."""

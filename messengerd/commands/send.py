@@ -9,9 +9,9 @@ import sys
 from typing import Any
 
 from messengerd.commands.arguments import ipv4, peer_port
-from messengerd.config import DATAGRAM_SERVICE_PORT, NAME_SERVICE_PORT, SESSION_SERVICE_PORT
-from messengerd.exits import EXIT_FAILED, EXIT_OK, UsageError
-from messengerd.lmerr import NetError, describe
+from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
+from messengerd.config.options import DATAGRAM_SERVICE_PORT, NAME_SERVICE_PORT, SESSION_SERVICE_PORT
+from messengerd.core.lmerr import NetError, describe
 from messengerd.sender import CRLF, SESSION_TIMEOUT, VIAS, send_message
 from messengerd.wire.text import DEFAULT_CODEPAGE, MESSENGER_LINE_BREAK, check_codepage
 

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from messengerd.config import default_data_dir
-from messengerd.exits import EXIT_FAILED, EXIT_OK, UsageError
+from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
+from messengerd.config.options import default_data_dir
 
 DAEMON_ONLY = (
     "bind",
@@ -109,13 +109,13 @@ def _check_attach_options(args: argparse.Namespace) -> None:
 
 
 def _standalone(args: argparse.Namespace, root: Any, pystray: Any) -> Any:
+    from messengerd.background import DaemonThread, LocalAliases
     from messengerd.cli import daemon_config
+    from messengerd.core.lmerr import NetError
+    from messengerd.core.store.inbox import Inbox, InboxError
     from messengerd.daemon import Daemon
-    from messengerd.inbox import Inbox, InboxError
-    from messengerd.lmerr import NetError
     from messengerd.tray.app import TrayApp, TraySink
     from messengerd.tray.presenter import Presenter
-    from messengerd.tray.standalone import DaemonThread, LocalAliases
 
     config = daemon_config(args)
     try:
@@ -146,8 +146,8 @@ def _standalone(args: argparse.Namespace, root: Any, pystray: Any) -> Any:
 
 
 def _attached(args: argparse.Namespace, root: Any, pystray: Any) -> Any:
-    from messengerd.control import ControlError
-    from messengerd.inbox import Inbox, InboxError
+    from messengerd.control.server import ControlError
+    from messengerd.core.store.inbox import Inbox, InboxError
     from messengerd.tray.app import TrayApp
     from messengerd.tray.attach import ControlAliases, Subscription
     from messengerd.tray.presenter import Presenter

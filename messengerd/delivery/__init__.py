@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Protocol
 
-from messengerd.message import Message
+from messengerd.core.message import Message
 
 log = logging.getLogger(__name__)
 

@@ -39,8 +39,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from messengerd.message import Message
-from messengerd.policy import peer_host
+from messengerd.core.message import Message
+from messengerd.core.policy import peer_host
 
 log = logging.getLogger(__name__)
 

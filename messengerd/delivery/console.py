@@ -6,7 +6,7 @@ import json
 import sys
 from typing import TextIO
 
-from messengerd.message import Message
+from messengerd.core.message import Message
 
 
 class ConsoleSink:

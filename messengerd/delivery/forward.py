@@ -24,8 +24,8 @@ import asyncio
 import logging
 from typing import Any
 
-from messengerd.lmerr import NetError
-from messengerd.message import Message
+from messengerd.core.lmerr import NetError
+from messengerd.core.message import Message
 from messengerd.sender import MAX_SESSION_TEXT_BYTES, VIAS, send_message
 from messengerd.wire.text import check_codepage
 

@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TextIO
 
+from messengerd.config.settings import RoutingSettings, Settings, SinkSettings
+from messengerd.core.message import Message
 from messengerd.delivery import Sink
 from messengerd.delivery.command import MessageCommandSink
 from messengerd.delivery.console import ConsoleSink
 from messengerd.delivery.forward import ForwardSink
-from messengerd.message import Message
-from messengerd.settings import RoutingSettings, Settings, SinkSettings
 
 
 def _recipient_key(name: str) -> str:

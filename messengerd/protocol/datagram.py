@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from messengerd.limits import MAX_DATAGRAM_BYTES, MAX_PENDING_DATAGRAMS, REASSEMBLY_TIMEOUT
+from messengerd.core.limits import MAX_DATAGRAM_BYTES, MAX_PENDING_DATAGRAMS, REASSEMBLY_TIMEOUT
 from messengerd.protocol.events import Directory, Dropped, MessageReceived
 from messengerd.wire.datagram import (
     MESSENGER_MAILSLOT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from messengerd.message import Path
+from messengerd.core.message import Path
 from messengerd.wire.names import NetBIOSName
 
 

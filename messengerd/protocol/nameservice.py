@@ -5,7 +5,7 @@ to its sender, or None. Which names are ours is the Directory's business alone: 
 `NAME<03>`, and the machine's own `<00>`/`<20>` names only when the directory lists them.
 It also defends those names: another node's registration of one is answered with a
 NEGATIVE NAME REGISTRATION RESPONSE (RFC 1002 §5.1.1). Answers to our own registrations
-are handed on to whoever registers (messengerd.registration).
+are handed on to whoever registers (messengerd.transport.registration).
 """
 
 from __future__ import annotations

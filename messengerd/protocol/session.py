@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-from messengerd import limits
+from messengerd.core import limits
 from messengerd.protocol.events import (
     CloseConnection,
     Directory,

@@ -7,11 +7,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
 
-from messengerd.limits import REASSEMBLY_TIMEOUT
-from messengerd.netif import local_address_for
+from messengerd.core.limits import REASSEMBLY_TIMEOUT
 from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import Dropped, MessageReceived
 from messengerd.protocol.nameservice import NameService
+from messengerd.transport.netif import local_address_for
 
 log = logging.getLogger(__name__)
 

@@ -19,8 +19,8 @@ import tkinter as tk
 from collections.abc import Callable
 from typing import Any
 
-from messengerd.exits import UsageError
-from messengerd.message import Message
+from messengerd.commands.exits import UsageError
+from messengerd.core.message import Message
 from messengerd.tray.aliases import AliasesWindow
 from messengerd.tray.history import HistoryWindow
 from messengerd.tray.icon import draw_icon

@@ -17,10 +17,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from messengerd.control import ControlClient, ControlError
-from messengerd.inbox import StoredMessage
-from messengerd.lmerr import NetError
-from messengerd.message import Message
+from messengerd.control.server import ControlClient, ControlError
+from messengerd.core.lmerr import NetError
+from messengerd.core.message import Message
+from messengerd.core.store.inbox import StoredMessage
 
 log = logging.getLogger(__name__)
 

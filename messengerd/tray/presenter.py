@@ -14,10 +14,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from messengerd import lmerr
-from messengerd.inbox import InboxError
-from messengerd.lmerr import NetError
-from messengerd.message import Message
+from messengerd.core import lmerr
+from messengerd.core.lmerr import NetError
+from messengerd.core.message import Message
+from messengerd.core.store.inbox import InboxError
 from messengerd.tray.text import ELLIPSIS, first_line, shorten, visible_text, when_text
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class BackendTraits:
 
 
 class MessageStore(Protocol):
-    """The part of messengerd.inbox.Inbox the tray uses (reads and the read flag)."""
+    """The part of messengerd.core.store.inbox.Inbox the tray uses (reads and the read flag)."""
 
     def query(self, **filters: object) -> list[Message]: ...
 

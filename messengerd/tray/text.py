@@ -11,7 +11,7 @@ import re
 import unicodedata
 from collections.abc import Callable
 
-from messengerd.message import Message
+from messengerd.core.message import Message
 
 POPUP_TEXT_COLUMNS = 60
 """Characters per line in a popup's text box; Windows' popup was about as wide."""

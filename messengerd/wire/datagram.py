@@ -23,7 +23,7 @@ from scapy.fields import ByteEnumField, Field, FlagsField, IPField, ShortField
 from scapy.layers.smb import SMB_Header, SMBMailslot_Write
 from scapy.packet import Packet, Raw
 
-from messengerd.limits import MAX_DATAGRAM_BYTES, MAX_FIELD_BYTES, MAX_TEXT_BYTES
+from messengerd.core.limits import MAX_DATAGRAM_BYTES, MAX_FIELD_BYTES, MAX_TEXT_BYTES
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import MAX_ENCODED_NAME_LENGTH, NetBIOSName, decode_first_level
 

@@ -18,12 +18,12 @@ from pathlib import Path
 
 import pytest
 
-from messengerd.config import DaemonConfig
+from messengerd.config.options import DaemonConfig
+from messengerd.core.message import Message
+from messengerd.core.store.inbox import Inbox
 from messengerd.daemon import Daemon
 from messengerd.delivery.command import MessageCommandSink
 from messengerd.delivery.routing import Router
-from messengerd.inbox import Inbox
-from messengerd.message import Message
 from messengerd.sender import send_message
 from messengerd.wire import smb
 from tests.daemon_process import DaemonProcess
@@ -206,7 +206,7 @@ async def test_a_hostile_sender_name_from_the_wire_reaches_the_command_as_data(
 
 @pytest.mark.asyncio
 async def test_the_policy_refuses_denied_senders_and_floods_and_nothing_else(tmp_path):
-    from messengerd.policy import Policy, Reason
+    from messengerd.core.policy import Policy, Reason
 
     recorder = Recorder()
     policy = Policy(deny_senders=["SPAM*"], rate_limit=1, rate_burst=3)  # 1 a minute

@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 
-from messengerd.lmerr import NetError
+from messengerd.core.lmerr import NetError
 from messengerd.sender import send_message
 from tests.daemon_process import DaemonProcess
 

@@ -9,10 +9,10 @@ import socket
 
 import pytest
 
-from messengerd import lmerr
 from messengerd.commands import send as send_command
-from messengerd.exits import EXIT_FAILED, EXIT_OK, UsageError
-from messengerd.lmerr import NetError
+from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
+from messengerd.core import lmerr
+from messengerd.core.lmerr import NetError
 from messengerd.sender import CRLF, net_message_buffer_send, send_message
 from tests.daemon_process import DaemonProcess
 

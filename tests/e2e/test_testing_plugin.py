@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from messengerd import lmerr
-from messengerd.lmerr import NetError
+from messengerd.core import lmerr
+from messengerd.core.lmerr import NetError
 from messengerd.sender import net_message_buffer_send
 from messengerd.testing import MessengerController
 
@@ -24,8 +24,8 @@ USER_TESTS = '''
 
 import pytest
 
-from messengerd import lmerr
-from messengerd.lmerr import NetError
+from messengerd.core import lmerr
+from messengerd.core.lmerr import NetError
 from messengerd.sender import net_message_buffer_send
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from messengerd.inbox import Inbox
+from messengerd.core.store.inbox import Inbox
 from messengerd.tray.popup import PADDING
 from tests.conftest import need, need_tool
 from tests.daemon_process import READY

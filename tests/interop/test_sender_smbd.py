@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from messengerd import lmerr
-from messengerd.lmerr import NetError
+from messengerd.core import lmerr
+from messengerd.core.lmerr import NetError
 from messengerd.sender import CRLF, net_message_buffer_send, send_message
 from tests.conftest import need_tool
 

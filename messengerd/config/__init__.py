@@ -1,0 +1,1 @@
+"""The daemon's options and the TOML settings file."""

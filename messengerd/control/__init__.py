@@ -1,0 +1,1 @@
+"""The local control channel between the daemon and its front ends."""

@@ -1,0 +1,1 @@
+"""The inbox: every message durable in SQLite before its sender is acknowledged."""

@@ -1,0 +1,144 @@
+"""Runs the B-node registration machine (messengerd.protocol.registration) on the event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+
+from messengerd.core import lmerr
+from messengerd.core.lmerr import NetError
+from messengerd.protocol.registration import (
+    TRN_ID_MODULUS,
+    Broadcast,
+    Event,
+    NameRegistered,
+    Registrar,
+    _bare,
+)
+from messengerd.wire.names import NetBIOSName
+from messengerd.wire.nbns import RegistrationResponse, WaitForAcknowledgement
+
+log = logging.getLogger(__name__)
+
+
+class RegistrationRunner:
+    """Runs a Registrar on the event loop: sends its broadcasts, wakes it when due.
+
+    `send` puts one packet on the wire to the broadcast address; it must not block.
+    Hand it every registration response the name service receives (`response_received`).
+    """
+
+    def __init__(self, registrar: Registrar, send: Callable[[bytes], None]) -> None:
+        self.registrar = registrar
+        self.send = send
+        self._loop = asyncio.get_running_loop()
+        self._waiting: dict[NetBIOSName, asyncio.Future[None]] = {}
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._task = self._loop.create_task(self._run())
+
+    @staticmethod
+    def random_trn_id() -> int:
+        """A first NAME_TRN_ID that differs between runs, so that a late answer to the last
+        run's request is not taken for one to this run's (RFC 1002 §4.2.1.1)."""
+        return random.randrange(TRN_ID_MODULUS)
+
+    async def register(self, name: NetBIOSName) -> None:
+        """Register `name`; return once it is ours, NetError(NERR_DuplicateName) if it is not."""
+        name = _bare(name)
+        if self._task.done():
+            raise NetError(lmerr.NERR_NetworkError, "name registration is not running")
+        future: asyncio.Future[None] = self._loop.create_future()
+        self.registrar.register(name, self._loop.time())
+        self._waiting[name] = future
+        self._wake.set()
+        try:
+            await future
+        except asyncio.CancelledError:
+            self.registrar.cancel(name)
+            raise
+        finally:
+            if self._waiting.get(name) is future:
+                del self._waiting[name]
+
+    def release(self, name: NetBIOSName) -> None:
+        """Release `name` in the background (three broadcasts, BCAST_REQ_RETRY_TIMEOUT apart)."""
+        self.registrar.release(name, self._loop.time())
+        self._wake.set()
+
+    def response_received(
+        self, response: RegistrationResponse | WaitForAcknowledgement, source: str
+    ) -> None:
+        """A registration response the name service received from `source`."""
+        self._handle(self.registrar.receive(response, source))
+
+    async def close(self, *, release: bool = True) -> None:
+        """Stop: registrations under way fail, and with `release` every name we hold is
+        released first (this waits for the releases to be sent: about half a second)."""
+        self._fail_waiting(NetError(lmerr.NERR_NetworkError, "messengerd is stopping"))
+        if release and not self._task.done():
+            self.registrar.release_all(self._loop.time())
+            self._idle.clear()
+            self._wake.set()
+            idle = self._loop.create_task(self._idle.wait())
+            # Bounded by the release schedule: retry_count sends, retry_timeout apart.
+            await asyncio.wait([idle, self._task], return_when=asyncio.FIRST_COMPLETED)
+            idle.cancel()
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        try:
+            while True:
+                self._handle(self.registrar.poll(self._loop.time()))
+                if not self.registrar.busy:
+                    self._idle.set()
+                deadline = self.registrar.next_deadline()
+                self._wake.clear()
+                timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
+                try:
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
+                except TimeoutError:
+                    pass
+        except Exception:
+            log.exception("name registration stopped")
+            self._fail_waiting(NetError(lmerr.NERR_NetworkError, "name registration failed"))
+            raise
+
+    def _fail_waiting(self, error: NetError) -> None:
+        for name, future in list(self._waiting.items()):
+            self.registrar.cancel(name)
+            if not future.done():
+                future.set_exception(error)
+
+    def _handle(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, Broadcast):
+                log.debug("broadcasting name %s for %s", event.what, event.name)
+                try:
+                    self.send(event.data)
+                except OSError as exc:
+                    log.warning("name %s for %s not sent: %s", event.what, event.name, exc)
+            elif isinstance(event, NameRegistered):
+                self._resolve(event.name, None)
+            else:
+                log.warning(
+                    "%s is registered by %s (RCODE %d): not ours",
+                    event.name, event.owner, event.rcode,
+                )  # fmt: skip
+                self._resolve(
+                    event.name,
+                    NetError(lmerr.NERR_DuplicateName, f"{event.name} is held by {event.owner}"),
+                )
+
+    def _resolve(self, name: NetBIOSName, error: NetError | None) -> None:
+        future = self._waiting.get(name)
+        if future is None or future.done():
+            return
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)

@@ -1,0 +1,235 @@
+"""SessionListener on real loopback sockets: its limits, its timer, and messages that wait
+to be stored while more frames arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import pytest
+
+from messengerd.protocol.events import MessageReceived
+from messengerd.protocol.session import MAX_BUFFERED_BYTES
+from messengerd.transport.session import Accept, Acknowledge, SessionListener
+from messengerd.wire import nbss, smb
+from tests.unit.protocol.test_session_machine import ALICE_WORKSTATION, BOB, Aliases, d0
+
+LOOPBACK = "127.0.0.1"
+WAIT = 5.0
+"""Seconds any one step may take before the test fails instead of hanging."""
+
+
+class Store:
+    """An accept() that acknowledges each message at once, or after hold() only once
+    release() is called; it records what it got."""
+
+    def __init__(self) -> None:
+        self.held: list[tuple[MessageReceived, Acknowledge]] = []
+        self.holding = False
+        self.messages: list[bytes] = []
+        self.entered = asyncio.Event()
+
+    def __call__(self, event: MessageReceived, peer: str, acknowledge: Acknowledge) -> None:
+        self.entered.set()
+        if self.holding:
+            self.held.append((event, acknowledge))
+        else:
+            self.messages.append(event.text)
+            acknowledge(True)
+
+    def hold(self) -> None:
+        self.holding = True
+
+    def release(self) -> None:
+        self.holding = False
+        held, self.held = self.held, []
+        for event, acknowledge in held:
+            self.messages.append(event.text)
+            acknowledge(True)
+
+
+async def listen(store: Accept, **options: float) -> tuple[SessionListener, int]:
+    listener = SessionListener(Aliases(BOB), store, **options)  # type: ignore[arg-type]
+    return listener, await listener.start(LOOPBACK, 0)
+
+
+async def reply(reader: asyncio.StreamReader) -> bytes:
+    """The SMB of the next SESSION MESSAGE from the listener."""
+    async with asyncio.timeout(WAIT):
+        header = await reader.readexactly(nbss.NBSS_HEADER_LENGTH)
+        _, length = nbss.frame_header(header)
+        return await reader.readexactly(length)
+
+
+def status(body: bytes) -> int:
+    return int.from_bytes(body[5:9], "little")
+
+
+async def closed(reader: asyncio.StreamReader) -> bool:
+    """True once the listener has closed the connection (EOF or reset)."""
+    try:
+        async with asyncio.timeout(WAIT):
+            return await reader.read(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+@pytest.mark.asyncio
+async def test_a_message_waits_for_its_store_and_the_frames_behind_it_are_answered_after():
+    store = Store()
+    listener, port = await listen(store)
+    try:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        store.hold()
+        # Two messages in one write: the second must wait until the first is stored.
+        writer.write(d0(b"first") + d0(b"second"))
+        async with asyncio.timeout(WAIT):
+            await store.entered.wait()
+        await asyncio.sleep(0.1)
+        assert store.messages == [] and not reader.at_eof()
+        store.release()
+        first, second = await reply(reader), await reply(reader)
+        assert (first[4], status(first)) == (smb.SMB_COM_SEND_MESSAGE, 0)
+        assert (second[4], status(second)) == (smb.SMB_COM_SEND_MESSAGE, 0)
+        assert store.messages == [b"first", b"second"]
+        writer.close()
+    finally:
+        await listener.stop()
+
+
+@pytest.mark.asyncio
+async def test_sessions_beyond_the_limit_are_closed_at_once_with_a_log_line(caplog):
+    caplog.set_level(logging.WARNING, "messengerd.transport.session")
+    listener, port = await listen(Store(), max_sessions=2)
+    request = nbss.session_request(BOB, ALICE_WORKSTATION)
+    try:
+        held = []
+        for _ in range(2):
+            reader, writer = await asyncio.open_connection(LOOPBACK, port)
+            writer.write(request)
+            async with asyncio.timeout(WAIT):
+                assert await reader.readexactly(4) == nbss.positive_response()
+            held.append(writer)
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        assert await closed(reader)
+        assert "refused: 2 sessions open" in caplog.text
+        # One of the two leaves: the next session is taken again.
+        held.pop().close()
+        async with asyncio.timeout(WAIT):
+            while len(listener.sessions) > 1:
+                await asyncio.sleep(0.01)
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        writer.write(request)
+        async with asyncio.timeout(WAIT):
+            assert await reader.readexactly(4) == nbss.positive_response()
+        for each in [*held, writer]:
+            each.close()
+    finally:
+        await listener.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_idle_session_is_closed_and_one_that_keeps_talking_is_not():
+    listener, port = await listen(Store(), idle_timeout=0.4)
+    try:
+        idle_reader, idle = await asyncio.open_connection(LOOPBACK, port)
+        talk_reader, talking = await asyncio.open_connection(LOOPBACK, port)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for _ in range(8):  # 0.8 s of keepalives, each well inside the timeout
+            talking.write(nbss.keepalive())
+            await asyncio.sleep(0.1)
+        assert await closed(idle_reader)
+        assert loop.time() - started >= 0.4
+        talking.write(d0(b"still here"))
+        body = await reply(talk_reader)
+        assert (body[4], status(body)) == (smb.SMB_COM_SEND_MESSAGE, 0)
+        idle.close()
+        talking.close()
+    finally:
+        await listener.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_session_whose_message_is_being_stored_is_not_idle():
+    store = Store()
+    listener, port = await listen(store, idle_timeout=0.2)
+    try:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        store.hold()
+        writer.write(d0(b"slow store"))
+        await asyncio.sleep(0.6)  # three idle timeouts while the store takes its time
+        store.release()
+        body = await reply(reader)
+        assert status(body) == 0 and store.messages == [b"slow store"]
+        writer.close()
+    finally:
+        await listener.stop()
+
+
+@pytest.mark.asyncio
+async def test_stop_lets_a_message_being_stored_finish_and_closes_its_session():
+    store = Store()
+    listener, port = await listen(store)
+    reader, writer = await asyncio.open_connection(LOOPBACK, port)
+    store.hold()
+    writer.write(d0(b"at shutdown"))
+    async with asyncio.timeout(WAIT):
+        await store.entered.wait()
+    stopping = asyncio.create_task(listener.stop())
+    await asyncio.sleep(0.1)
+    assert not stopping.done()  # it waits for the store
+    store.release()
+    async with asyncio.timeout(WAIT):
+        await stopping
+    assert store.messages == [b"at shutdown"]
+    assert await closed(reader)
+    writer.close()
+
+
+@pytest.mark.asyncio
+async def test_messages_acknowledged_at_once_are_answered_in_order_however_many_wait():
+    # No inbox: each acknowledgement comes inside accept(). Every message the machine holds
+    # behind the first is taken in a loop, not by recursion, and answered in order.
+    store = Store()
+    listener, port = await listen(store)
+    count = MAX_BUFFERED_BYTES // len(d0(b"m000")) - 1
+    try:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        writer.write(b"".join(d0(b"m%03d" % number) for number in range(count)))
+        for _ in range(count):
+            body = await reply(reader)
+            assert (body[4], status(body)) == (smb.SMB_COM_SEND_MESSAGE, 0)
+        assert store.messages == [b"m%03d" % number for number in range(count)]
+        writer.close()
+    finally:
+        await listener.stop()
+
+
+@pytest.mark.asyncio
+async def test_an_accept_that_raises_gets_an_error_reply_and_the_session_goes_on(caplog):
+    caplog.set_level(logging.ERROR, "messengerd.transport.session")
+    seen: list[bytes] = []
+
+    def accept(event: MessageReceived, peer: str, acknowledge: Acknowledge) -> None:
+        seen.append(event.text)
+        if event.text == b"acknowledged, then broken":
+            acknowledge(True)  # the second acknowledgement, from the error, is ignored
+        if event.text != b"fine":
+            raise RuntimeError("a bug in accept")
+        acknowledge(True)
+
+    listener, port = await listen(accept)
+    try:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        writer.write(d0(b"broken"))
+        assert status(await reply(reader)) == smb.ERROR_NO_ROOM.dos_status
+        writer.write(d0(b"acknowledged, then broken") + d0(b"fine"))
+        assert status(await reply(reader)) == 0
+        assert status(await reply(reader)) == 0
+        assert seen == [b"broken", b"acknowledged, then broken", b"fine"]
+        assert caplog.text.count("a message could not be delivered") == 2
+        assert listener.storing == 0
+        writer.close()
+    finally:
+        await listener.stop()
