@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from messengerd.wire.text import DEFAULT_CODEPAGE, decode_text
 
-Path = Literal["session", "mailslot", "rpc"]
+MessagePath = Literal["session", "mailslot", "rpc"]
+"""How a message arrived: an SMB session, a mailslot datagram, or an RPC call (DESIGN.md)."""
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,7 @@ class Message:
     sender: str
     recipient: str
     text: str
-    path: Path
+    path: MessagePath
     peer: str
     received_at: datetime = field(default_factory=lambda: datetime.now(UTC))
     raw: bytes = b""
@@ -31,7 +32,7 @@ class Message:
         recipient: bytes,
         text: bytes,
         *,
-        path: Path,
+        path: MessagePath,
         peer: str,
         codepage: str = DEFAULT_CODEPAGE,
     ) -> Message:
@@ -62,3 +63,26 @@ class Message:
         when = self.received_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
         text = self.text.replace("\n", " | ")
         return f"[{when}] {self.sender} -> {self.recipient} ({self.path}, {self.peer}): {text}"
+
+
+OutcomeStatus = Literal["stored", "duplicate", "refused", "error"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What `Daemon.accept()` did with a message, for the transport to answer its sender.
+
+    - stored: durable in the inbox (or, with no inbox, taken) under `id`;
+    - duplicate: a copy of the message stored as `id` (a broadcast heard twice, a retry);
+    - refused: not stored, for `reason` (the policy, or a recipient that is no alias);
+    - error: not stored because the store failed (`reason`); the sender may send again.
+    """
+
+    status: OutcomeStatus
+    id: int | None = None
+    reason: str = ""
+
+    @property
+    def acknowledged(self) -> bool:
+        """True when the sender may be told its message arrived (stored or a copy of one)."""
+        return self.status in ("stored", "duplicate")

@@ -1,29 +1,52 @@
-"""What the protocol machines hand back to whoever drives them (h11-style small events)."""
+"""What the protocol machines hand back to whoever drives them, and the answers they take.
+
+Every machine has h11's shape (STYLE.md): `receive_data(...)` feeds input, `next_event()`
+returns the next event or a sentinel, `send(answer)` turns the caller's answer into bytes,
+and `expire(now)` / `next_deadline()` keep its timers without reading a clock.
+"""
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
-from messengerd.core.message import Path
+from messengerd.core.message import MessagePath
 from messengerd.wire.names import NetBIOSName
+
+
+class Sentinel(enum.Enum):
+    """What `next_event()` returns when it has no event to give."""
+
+    NEED_DATA = "need data"
+    """Nothing more until more input arrives."""
+    PAUSED = "paused"
+    """The machine waits for the caller's answer (`send(...)`) to the event it gave last."""
+
+
+NEED_DATA = Sentinel.NEED_DATA
+PAUSED = Sentinel.PAUSED
 
 
 @dataclass(frozen=True)
 class MessageReceived:
-    """A complete message, still as the OEM bytes the sender put on the wire."""
+    """A complete message, still as the OEM bytes the sender put on the wire.
+
+    The machine is PAUSED until the caller answers with MessageAccepted or MessageRefused.
+    """
 
     sender: bytes
     recipient: bytes
     text: bytes
-    path: Path
+    path: MessagePath
 
 
 @dataclass(frozen=True)
 class SendData:
-    """Bytes to write to the peer now."""
+    """Bytes to send now: to the peer of a stream, or to `address` for a datagram machine."""
 
     data: bytes
+    address: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -38,6 +61,23 @@ class Dropped:
     """Input ignored on purpose (not for us, malformed, over a limit); `reason` is for the log."""
 
     reason: str
+
+
+@dataclass(frozen=True)
+class MessageAccepted:
+    """The caller's answer to a MessageReceived: it is stored (or a copy already was)."""
+
+
+RefusalReason = Literal["no_room", "not_an_alias", "denied"]
+"""Why a completed message is refused: the store cannot take it (the sender may retry), its
+recipient is no alias of ours, or the policy refuses its source or sender."""
+
+
+@dataclass(frozen=True)
+class MessageRefused:
+    """The caller's answer to a MessageReceived: it was not stored, for `reason`."""
+
+    reason: RefusalReason = "no_room"
 
 
 class Directory(Protocol):

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 from messengerd import inbox_writer
-from messengerd.core.message import Message
-from messengerd.core.message import Path as MessagePath
+from messengerd.core.message import Message, MessagePath
 from messengerd.inbox_writer import BUSY_TIMEOUT, text_digest, utc_text
 from messengerd.inbox_writer import DUPLICATE_WINDOW as DUPLICATE_WINDOW
 from messengerd.inbox_writer import TEXT_DIGEST_SIZE as TEXT_DIGEST_SIZE
