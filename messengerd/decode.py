@@ -24,7 +24,14 @@ from messengerd.config.options import DATAGRAM_SERVICE_PORT, NAME_SERVICE_PORT, 
 from messengerd.core import limits
 from messengerd.core.message import Message
 from messengerd.protocol.datagram import DatagramService
-from messengerd.protocol.events import EveryName, MessageReceived, SendData
+from messengerd.protocol.events import (
+    NEED_DATA,
+    PAUSED,
+    EveryName,
+    MessageAccepted,
+    MessageReceived,
+    SendData,
+)
 from messengerd.protocol.session import SessionMachine, SessionState
 from messengerd.sender import SESSION_TIMEOUT, describe_status
 from messengerd.wire import nbss, smb
@@ -352,14 +359,13 @@ class CaptureDecoder:
             frames.append(segment.frame)
             if not datagram.more:
                 del self._fragment_frames[key]
-        events = self._datagrams.receive(
-            segment.payload, peer=(segment.src, segment.sport), now=segment.time
-        )
-        return [
-            self._message_event(event, segment, list(frames))
-            for event in events
-            if isinstance(event, MessageReceived)
-        ]
+        datagrams = self._datagrams
+        datagrams.receive_data(segment.payload, peer=(segment.src, segment.sport), now=segment.time)
+        found = []
+        while (event := datagrams.next_event()) is not NEED_DATA:
+            if isinstance(event, MessageReceived):
+                found.append(self._message_event(event, segment, list(frames)))
+        return found
 
     def _message_event(
         self,
@@ -437,26 +443,24 @@ class CaptureDecoder:
     def _from_caller(self, connection: _Connection, segment: Segment) -> list[CaptureEvent]:
         if len(connection.frames) < MAX_FRAMES_PER_EVENT:
             connection.frames.append(segment.frame)
+        machine = connection.machine
         for frame in _take_frames(connection.requests, segment.payload):
-            events = connection.machine.receive_data(self._in_open_group(connection, frame))
-            while events:
-                more = []
-                for event in events:
-                    if isinstance(event, SendData):
-                        self._note_group(connection, event.data)
-                    elif isinstance(event, MessageReceived):
-                        message = self._message_event(
-                            event, segment, connection.frames, client=connection.client
-                        )
-                        pending = _PendingMessage(message)
-                        connection.pending.append(pending)
-                        self._awaiting.append((segment.time + REPLY_TIMEOUT, connection, pending))
-                        connection.frames = []
-                        # The machine's own reply is not sent anywhere: the receiver's reply
-                        # in the capture says how the message was taken (_from_receiver).
-                        connection.machine.message_stored()
-                        more = connection.machine.receive_data(b"")
-                events = more
+            machine.receive_data(self._in_open_group(connection, frame))
+            while (event := machine.next_event()) is not NEED_DATA:
+                if event is PAUSED:
+                    # The machine's own reply is not sent anywhere: the receiver's reply in
+                    # the capture says how the message was taken (_from_receiver).
+                    machine.send(MessageAccepted())
+                elif isinstance(event, SendData):
+                    self._note_group(connection, event.data)
+                elif isinstance(event, MessageReceived):
+                    message = self._message_event(
+                        event, segment, connection.frames, client=connection.client
+                    )
+                    pending = _PendingMessage(message)
+                    connection.pending.append(pending)
+                    self._awaiting.append((segment.time + REPLY_TIMEOUT, connection, pending))
+                    connection.frames = []
         return []
 
     @staticmethod

@@ -181,13 +181,18 @@ def parse_frame(frame: bytes) -> NBTSession:
 
 
 def parse_session_request(frame: bytes) -> tuple[NetBIOSName, NetBIOSName]:
-    """CALLED NAME and CALLING NAME of a whole SESSION REQUEST frame (RFC 1002 §4.3.2).
+    """CALLED NAME and CALLING NAME of a whole SESSION REQUEST frame (RFC 1002 §4.3.2)."""
+    return parse_session_request_body(frame[NBSS_HEADER_LENGTH:])
+
+
+def parse_session_request_body(body: bytes) -> tuple[NetBIOSName, NetBIOSName]:
+    """CALLED NAME and CALLING NAME of a SESSION REQUEST's body (RFC 1002 §4.3.2).
 
     Without scapy, for the session path; raises WireError where NBTSessionRequest does not
     dissect (a name that does not decode), trailing bytes ignored as that layer ignores them.
     """
-    called, end = decode_first_level(frame, NBSS_HEADER_LENGTH)
-    calling, _ = decode_first_level(frame, end)
+    called, end = decode_first_level(body)
+    calling, _ = decode_first_level(body, end)
     return called, calling
 
 

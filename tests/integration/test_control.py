@@ -326,7 +326,7 @@ async def test_subscribers_get_each_new_message_as_json(data_dir):
         messages = await asyncio.to_thread(client.subscribe)
         first = asyncio.create_task(asyncio.to_thread(next, messages))
         event = MessageReceived(b"ALICE", b"RECVR", b"UPS on battery", "session")
-        assert await daemon.deliver(event, "127.0.0.1:40000")
+        assert (await daemon.accept(event, "127.0.0.1:40000")).acknowledged
         message = await first
         client.close()
         assert {k: message[k] for k in ("from", "to", "text", "path", "peer")} == {

@@ -21,6 +21,7 @@ from messengerd.wire.nbns import (
     parse_nbns,
 )
 from tests.conftest import CAPTURES
+from tests.helpers import reply_to
 
 KNOWN_CAPTURES = [
     "anyconnect-vpn.pcap",
@@ -89,7 +90,7 @@ def test_every_payload_round_trips_through_the_scapy_layers(capture, name):
 def test_name_service_answers_only_for_names_it_owns(capture, name):
     service = NameService(OnlyRecvr())
     for segment in name_service_payloads(capture(name)):
-        reply = service.receive(segment.payload, local_ip="192.0.2.1")
+        reply = reply_to(service, segment.payload, local_ip="192.0.2.1")
         if reply is None:
             continue
         request = parse_nbns(segment.payload)
@@ -118,7 +119,7 @@ def test_the_fuzz_capture_holds_about_a_hundred_packets_and_all_survive(capture)
             parse_nbns(segment.payload)
         except WireError:
             refused += 1
-        assert service.receive(segment.payload, local_ip="192.0.2.1") is None
+        assert reply_to(service, segment.payload, local_ip="192.0.2.1") is None
     assert refused >= 40
 
 
@@ -127,7 +128,7 @@ def test_we_answer_the_queries_nmbd_answered(capture):
     service = NameService(OnlyRecvr())
     answered = {}
     for segment in segments:
-        reply = service.receive(segment.payload, local_ip="192.0.2.1")
+        reply = reply_to(service, segment.payload, local_ip="192.0.2.1")
         if reply is not None:
             answered[parse_nbns(reply).trn_id] = parse_nbns(reply)
     nmbd = [
