@@ -146,7 +146,7 @@ def _standalone(args: argparse.Namespace, root: Any, pystray: Any) -> Any:
 
 
 def _attached(args: argparse.Namespace, root: Any, pystray: Any) -> Any:
-    from messengerd.control.server import ControlError
+    from messengerd.control.protocol import ControlError
     from messengerd.core.store.inbox import Inbox, InboxError
     from messengerd.tray.app import TrayApp
     from messengerd.tray.attach import ControlAliases, Subscription

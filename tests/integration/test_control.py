@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 
 from messengerd.config.options import DaemonConfig
+from messengerd.control.client import ControlClient
 from messengerd.control.hub import SUBSCRIBER_QUEUE
-from messengerd.control.server import (
+from messengerd.control.protocol import (
     CONTROL_SOCKET,
     CONTROL_TCP_FILE,
     MAX_REQUEST_BYTES,
-    ControlClient,
     NoDaemonError,
 )
 from messengerd.core import lmerr
