@@ -96,14 +96,15 @@ class DaemonThread:
 
 
 class LocalAliases:
-    """The in-process daemon's alias table, changed on the daemon's own loop (AliasBackend)."""
+    """The in-process daemon's aliases through its API, changed on its own loop (AliasBackend)."""
 
     def __init__(self, runner: DaemonThread) -> None:
         self.runner = runner
 
     def names(self) -> list[str]:
-        # NetMessageNameEnum with no size limit hands back the whole table at once.
-        return [info.name for info in self.runner.daemon.aliases.enum().entries]
+        # NetMessageNameEnum with no size limit hands back the whole table at once; reading
+        # it needs no trip to the daemon's loop (enum_aliases is safe from any thread).
+        return [info.name for info in self.runner.daemon.enum_aliases().entries]
 
     def add(self, name: str) -> None:
         self.runner.call(self.runner.daemon.add_alias, name)

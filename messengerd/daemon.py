@@ -17,9 +17,17 @@ from typing import Any
 
 from messengerd import __version__
 from messengerd.config.options import DaemonConfig
-from messengerd.control.server import ControlError, ControlServer
+from messengerd.control.protocol import ControlError
+from messengerd.control.server import ControlServer
 from messengerd.core import lmerr
-from messengerd.core.aliases import AliasTable, load_aliases, save_aliases
+from messengerd.core.aliases import (
+    MAX_PREFERRED_LENGTH,
+    AliasTable,
+    EnumResult,
+    MessageInfo,
+    load_aliases,
+    save_aliases,
+)
 from messengerd.core.lmerr import NetError
 from messengerd.core.message import Message, Outcome
 from messengerd.core.policy import Policy
@@ -359,6 +367,25 @@ class Daemon:
     async def wait_stopped(self) -> None:
         """Return once stop() has run."""
         await self._stopped.wait()
+
+    # -- for front ends (the control channel, the in-process tray), beside add_alias,
+    # delete_alias and status: they never reach into self.aliases themselves -------------
+
+    @property
+    def codepage(self) -> str:
+        """The OEM code page alias names and message text are read in."""
+        return self.config.codepage
+
+    def enum_aliases(
+        self, level: int = 0, prefmaxlen: int = MAX_PREFERRED_LENGTH, resume_handle: int = 0
+    ) -> EnumResult:
+        """NetMessageNameEnum: NetError ERROR_INVALID_LEVEL, or ERROR_INVALID_PARAMETER for
+        a resume handle past the end. Safe from any thread (the table has its own lock)."""
+        return self.aliases.enum(level, prefmaxlen, resume_handle)
+
+    def alias_info(self, name: str, level: int = 0) -> MessageInfo:
+        """NetMessageNameGetInfo: NetError ERROR_INVALID_LEVEL or NERR_NotLocalName."""
+        return self.aliases.get_info(name, level)
 
 
 def _alias_table(config: DaemonConfig) -> AliasTable:

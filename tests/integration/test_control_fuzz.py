@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from messengerd.background import DaemonThread
 from messengerd.config.options import DaemonConfig
-from messengerd.control.server import CONTROL_SOCKET, MAX_REPLY_BYTES, MAX_REQUEST_BYTES
+from messengerd.control.protocol import CONTROL_SOCKET, MAX_REPLY_BYTES, MAX_REQUEST_BYTES
 from messengerd.core.lmerr import NetError
 from messengerd.daemon import Daemon
 from messengerd.sender import (
