@@ -8,6 +8,7 @@ import pytest
 
 from messengerd.core import lmerr
 from messengerd.core.lmerr import NetError
+from messengerd.decode.capture import read_segments
 from messengerd.protocol.nameservice import NameService
 from messengerd.protocol.registration import (
     BCAST_REQ_RETRY_COUNT,
@@ -18,7 +19,6 @@ from messengerd.protocol.registration import (
     Registrar,
 )
 from messengerd.transport.registration import RegistrationRunner
-from messengerd.wire.capture import read_segments
 from messengerd.wire.names import NetBIOSName
 from messengerd.wire.nbns import (
     ACT_ERR,

@@ -12,7 +12,7 @@ from scapy.layers.smb import SMB_Header
 from scapy.packet import Raw
 
 from messengerd.core import limits
-from messengerd.wire import nbss, smb
+from messengerd.wire import layers, nbss, smb
 from messengerd.wire.errors import WireError
 from tests.unit.protocol.test_session_fuzz import mutated, smb_with
 from tests.unit.wire.test_smb_wire import PROTOCOL_MD_D0, SAMBA, payload_of
@@ -20,7 +20,9 @@ from tests.unit.wire.test_smb_wire import PROTOCOL_MD_D0, SAMBA, payload_of
 EQUIVALENCE = settings(max_examples=300, deadline=None)
 
 REQUEST_LAYERS = {
-    command: layer for (command, is_reply), layer in smb.MESSAGE_BODIES.items() if not is_reply
+    command: layer
+    for (command, is_reply), layer in layers.smb.MESSAGE_BODIES.items()
+    if not is_reply
 }
 """The request layer of each command the session path reads a body of: D0, D5, D7, D6."""
 ERRORS = [
@@ -35,7 +37,7 @@ BODY_OFFSET = nbss.NBSS_HEADER_LENGTH + smb.SMB_HEADER_LENGTH
 
 def read_with_scapy(frame: bytes) -> tuple[SMB_Header, smb.SMBHeader, smb.MessageRequest | None]:
     """A SESSION MESSAGE as the session path read it with scapy: smb_of, body layer, check()."""
-    header = smb.smb_of(nbss.parse_frame(frame))
+    header = layers.smb.smb_of(layers.nbss.parse_frame(frame))
     fields = smb.SMBHeader(
         header.Command,
         header.Status,
@@ -48,7 +50,7 @@ def read_with_scapy(frame: bytes) -> tuple[SMB_Header, smb.SMBHeader, smb.Messag
         header.MID,
     )
     layer = REQUEST_LAYERS.get(header.Command)
-    if smb.is_reply(header) or layer is None:
+    if layers.smb.is_reply(header) or layer is None:
         return header, fields, None
     body = header.payload
     if not isinstance(body, layer):
@@ -85,11 +87,11 @@ def outcome(function, *args):
 def assert_same_replies(request: SMB_Header, header: smb.SMBHeader, group: int) -> None:
     """Every reply the struct builders make for `header` is the scapy build's, byte for byte."""
     for error in ERRORS:
-        expected = raw(NBTSession() / smb.error_reply(request, error))
+        expected = raw(NBTSession() / layers.smb.error_reply(request, error))
         assert nbss.session_message(smb.build_error_reply(header, error)) == expected
     for message_group_id in (None, group):
         try:
-            expected = raw(NBTSession() / smb.success_reply(request, message_group_id))
+            expected = raw(NBTSession() / layers.smb.success_reply(request, message_group_id))
         except ValueError as exc:
             with pytest.raises(ValueError, match=str(exc)):
                 smb.build_success_reply(header, message_group_id)
@@ -127,7 +129,7 @@ def session_frames(stream: bytes) -> list[bytes]:
 
 def session_request_with_scapy(frame: bytes) -> tuple:
     """CALLED and CALLING NAME as the session path read them with NBTSessionRequest."""
-    request = nbss.parse_frame(frame).getlayer(nbss.NBTSessionRequest)
+    request = layers.nbss.parse_frame(frame).getlayer(layers.nbss.NBTSessionRequest)
     if request is None:
         return ("WireError",)
     return request.CALLED_NAME, request.CALLING_NAME
@@ -185,7 +187,7 @@ def test_struct_session_frames_are_scapys():
     assert nbss.positive_response() == raw(NBTSession(TYPE=nbss.POSITIVE_SESSION_RESPONSE))
     assert nbss.keepalive() == raw(NBTSession(TYPE=nbss.SESSION_KEEP_ALIVE))
     for code in nbss.NEGATIVE_RESPONSE_ERRORS:
-        built = raw(NBTSession() / nbss.NBTNegativeSessionResponse(ERROR_CODE=code))
+        built = raw(NBTSession() / layers.nbss.NBTNegativeSessionResponse(ERROR_CODE=code))
         assert nbss.negative_response(code) == built
 
 
