@@ -147,6 +147,23 @@ def _note_group(connection: _Connection, reply: bytes) -> None:
         connection.group_id = group_id
 
 
+def _refusal(
+    connection: _Connection, segment: Segment, kind: str, summary: str, details: dict[str, str]
+) -> CaptureEvent:
+    """The event of the receiver's refusal in `segment`: its frames are the exchange's so far."""
+    src, sport, dst, dport = connection.client
+    frames, connection.frames = [*connection.frames, segment.frame], []
+    return CaptureEvent(
+        frames=frames,
+        time=segment.time,
+        kind=kind,
+        src=endpoint(dst, dport),
+        dst=endpoint(src, sport),
+        summary=summary,
+        details=details,
+    )
+
+
 class SessionDecoder:
     """Session segments in capture order in, message and refusal events out.
 
@@ -253,23 +270,12 @@ class SessionDecoder:
     def _reply(
         self, connection: _Connection, segment: Segment, packet_type: int, frame: bytes
     ) -> list[CaptureEvent]:
-        src, sport, dst, dport = connection.client
         if packet_type == nbss.NEGATIVE_SESSION_RESPONSE and len(frame) > nbss.NBSS_HEADER_LENGTH:
             called = connection.machine.called_name
             name = name_text(called, self.codepage) if called else "?"
             reason = nbss.NEGATIVE_RESPONSE_ERRORS.get(frame[4], f"error 0x{frame[4]:02X}")
-            frames, connection.frames = [*connection.frames, segment.frame], []
-            return [
-                CaptureEvent(
-                    frames=frames,
-                    time=segment.time,
-                    kind="session-refused",
-                    src=endpoint(dst, dport),
-                    dst=endpoint(src, sport),
-                    summary=f"{name}  {reason}",
-                    details={"name": name, "reason": reason},
-                )
-            ]
+            details = {"name": name, "reason": reason}
+            return [_refusal(connection, segment, "session-refused", f"{name}  {reason}", details)]
         if packet_type != nbss.SESSION_MESSAGE:
             return []
         try:
@@ -290,19 +296,9 @@ class SessionDecoder:
             return [event]
         if status == "success" or header.Command not in smb.MESSAGE_COMMANDS:
             return []
-        frames, connection.frames = [*connection.frames, segment.frame], []
         command = smb.command_name(header.Command)
-        return [
-            CaptureEvent(
-                frames=frames,
-                time=segment.time,
-                kind="smb-error",
-                src=endpoint(dst, dport),
-                dst=endpoint(src, sport),
-                summary=f"{command}  {status}",
-                details={"command": command, "reply": status},
-            )
-        ]
+        details = {"command": command, "reply": status}
+        return [_refusal(connection, segment, "smb-error", f"{command}  {status}", details)]
 
     @staticmethod
     def _unanswered(connection: _Connection) -> list[CaptureEvent]:

@@ -30,3 +30,27 @@ ipv4_addresses = st.integers(0, 0xFFFFFFFF).map(lambda n: str(ipaddress.IPv4Addr
 uint8 = st.integers(0, 0xFF)
 uint16 = st.integers(0, 0xFFFF)
 uint32 = st.integers(0, 0xFFFFFFFF)
+
+
+@st.composite
+def mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
+    """One of `seeds` after a few byte flips, overwrites, insertions, deletions, truncations."""
+    data = bytearray(draw(st.sampled_from(seeds)))
+    for _ in range(draw(st.integers(1, 4))):
+        operation = draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]))
+        if operation == "insert":
+            at = draw(st.integers(0, len(data)))
+            data[at:at] = draw(st.binary(min_size=1, max_size=16))
+        elif not data:
+            continue
+        elif operation == "flip":
+            at = draw(st.integers(0, len(data) - 1))
+            data[at] ^= 1 << draw(st.integers(0, 7))
+        elif operation == "set":
+            data[draw(st.integers(0, len(data) - 1))] = draw(uint8)
+        elif operation == "delete":
+            at = draw(st.integers(0, len(data) - 1))
+            del data[at : at + draw(st.integers(1, 16))]
+        else:
+            del data[draw(st.integers(0, len(data))) :]
+    return bytes(data)

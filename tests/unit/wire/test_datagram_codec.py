@@ -50,6 +50,7 @@ from tests.conftest import CAPTURES
 from tests.unit.wire.strategies import (
     EQUIVALENCE,
     ipv4_addresses,
+    mutated,
     netbios_names,
     uint8,
     uint16,
@@ -320,31 +321,7 @@ SEEDS = [
 """A Messenger datagram (and Windows 98's), one with a scope, an error and a query."""
 
 
-@st.composite
-def mutated(draw: st.DrawFn) -> bytes:
-    """A seed after a few byte flips, overwrites, insertions, deletions or a truncation."""
-    data = bytearray(draw(st.sampled_from(SEEDS)))
-    for _ in range(draw(st.integers(1, 4))):
-        operation = draw(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]))
-        if operation == "insert":
-            at = draw(st.integers(0, len(data)))
-            data[at:at] = draw(st.binary(min_size=1, max_size=16))
-        elif not data:
-            continue
-        elif operation == "flip":
-            at = draw(st.integers(0, len(data) - 1))
-            data[at] ^= 1 << draw(st.integers(0, 7))
-        elif operation == "set":
-            data[draw(st.integers(0, len(data) - 1))] = draw(uint8)
-        elif operation == "delete":
-            at = draw(st.integers(0, len(data) - 1))
-            del data[at : at + draw(st.integers(1, 16))]
-        else:
-            del data[draw(st.integers(0, len(data))) :]
-    return bytes(data)
-
-
 @settings(**EQUIVALENCE)
-@given(st.one_of(mutated(), st.binary(max_size=200)))
+@given(st.one_of(mutated(SEEDS), st.binary(max_size=200)))
 def test_mutated_and_random_bytes_read_the_same_both_ways(data):
     assert_same_reading(data)
