@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+from messengerd.decode.capture import read_segments
 from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import Dropped, EveryName, MessageReceived
-from messengerd.wire.capture import read_segments
 from messengerd.wire.datagram import NETBIOS_DATAGRAM_PORT, DirectDatagram, parse_datagram
 from tests.helpers import take
 

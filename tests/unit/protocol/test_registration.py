@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from messengerd.decode.capture import read_segments
 from messengerd.protocol.events import Dropped
 from messengerd.protocol.nameservice import NameService, RegistrationAnswer
 from messengerd.protocol.registration import (
@@ -15,7 +16,6 @@ from messengerd.protocol.registration import (
     NameRegistered,
     Registrar,
 )
-from messengerd.wire.capture import read_segments
 from messengerd.wire.names import NetBIOSName
 from messengerd.wire.nbns import (
     ACT_ERR,

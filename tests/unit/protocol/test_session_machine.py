@@ -22,6 +22,8 @@ from messengerd.protocol.session import (
     SessionStateError,
 )
 from messengerd.wire import nbss, smb
+from messengerd.wire.layers import nbss as nbss_layers
+from messengerd.wire.layers import smb as smb_layers
 from messengerd.wire.names import NetBIOSName
 from tests.helpers import Names, converse, drain, messages, take
 
@@ -44,22 +46,22 @@ def frame(body, **header) -> bytes:
 
 
 def d0(text: bytes = b"Hi", sender: bytes = b"ALICE", to: bytes = b"BOB", **header) -> bytes:
-    body = smb.SMBSendMessageRequest(OriginatorName=sender, DestinationName=to, Data=text)
+    body = smb_layers.SMBSendMessageRequest(OriginatorName=sender, DestinationName=to, Data=text)
     return frame(body, **header)
 
 
 def d5(sender: bytes = b"ALICE", to: bytes = b"BOB", **header) -> bytes:
     return frame(
-        smb.SMBSendStartMBMessageRequest(OriginatorName=sender, DestinationName=to), **header
+        smb_layers.SMBSendStartMBMessageRequest(OriginatorName=sender, DestinationName=to), **header
     )
 
 
 def d7(group: int, text: bytes, **header) -> bytes:
-    return frame(smb.SMBSendTextMBMessageRequest(MessageGroupId=group, Data=text), **header)
+    return frame(smb_layers.SMBSendTextMBMessageRequest(MessageGroupId=group, Data=text), **header)
 
 
 def d6(group: int, **header) -> bytes:
-    return frame(smb.SMBSendEndMBMessageRequest(MessageGroupId=group), **header)
+    return frame(smb_layers.SMBSendEndMBMessageRequest(MessageGroupId=group), **header)
 
 
 def other_command(command: int) -> bytes:
@@ -74,7 +76,7 @@ def session_request(called: NetBIOSName = BOB) -> bytes:
 def replies(events) -> list[SMB_Header]:
     """The SMB headers of every SendData that carries an SMB."""
     return [
-        nbss.parse_frame(event.data)[SMB_Header]
+        nbss_layers.parse_frame(event.data)[SMB_Header]
         for event in events
         if isinstance(event, SendData) and event.data[0] == nbss.SESSION_MESSAGE
     ]
@@ -105,8 +107,8 @@ def test_d0_is_delivered_and_not_acknowledged_before_storage():
 def test_d0_success_reply_follows_message_stored_and_echoes_the_request():
     m = machine()
     take(m, d0(MID=0x1234, PIDLow=0x5678, TID=7, UID=9, Flags=0x08))
-    reply = nbss.parse_frame(m.send(MessageAccepted()))
-    assert type(reply[SMB_Header].payload) is smb.SMBSendMessageResponse
+    reply = nbss_layers.parse_frame(m.send(MessageAccepted()))
+    assert type(reply[SMB_Header].payload) is smb_layers.SMBSendMessageResponse
     header = reply[SMB_Header]
     assert header.Status == smb.STATUS_SUCCESS
     assert int(header.Flags) == smb.SMB_FLAGS_REPLY | smb.SMB_FLAGS_CASE_INSENSITIVE
@@ -126,7 +128,7 @@ def test_protocol_md_d0_example_is_delivered():
 def test_message_refused_answers_no_room():
     m = machine()
     take(m, d0())
-    reply = nbss.parse_frame(m.send(MessageRefused()))[SMB_Header]
+    reply = nbss_layers.parse_frame(m.send(MessageRefused()))[SMB_Header]
     assert reply.Status == smb.ERROR_NO_ROOM.dos_status
     assert not m.message_pending
 
@@ -134,7 +136,7 @@ def test_message_refused_answers_no_room():
 def test_message_refused_can_say_messaging_is_off():
     m = machine()
     take(m, d0())
-    reply = nbss.parse_frame(m.send(MessageRefused("not_an_alias")))[SMB_Header]
+    reply = nbss_layers.parse_frame(m.send(MessageRefused("not_an_alias")))[SMB_Header]
     assert reply.Status == smb.ERROR_MESSAGING_OFF.dos_status
 
 
@@ -165,7 +167,7 @@ def test_d0_of_exactly_the_text_limit_is_delivered():
 def test_d5_d7_d6_with_three_blocks_is_delivered_with_exact_text():
     m = machine()
     start = replies(take(m, d5()))
-    group = start[0][smb.SMBSendStartMBMessageResponse].MessageGroupId
+    group = start[0][smb_layers.SMBSendStartMBMessageResponse].MessageGroupId
     blocks = [b"A" * 128, b"line two\r\n", b"\x14end \x81\xe1"]
     for block in blocks:
         assert [status_of(r) for r in replies(take(m, d7(group, block)))] == [0]
@@ -173,14 +175,14 @@ def test_d5_d7_d6_with_three_blocks_is_delivered_with_exact_text():
     assert events == [
         MessageReceived(sender=b"ALICE", recipient=b"BOB", text=b"".join(blocks), path="session")
     ]
-    reply = nbss.parse_frame(m.send(MessageAccepted()))
-    assert type(reply[SMB_Header].payload) is smb.SMBSendEndMBMessageResponse
+    reply = nbss_layers.parse_frame(m.send(MessageAccepted()))
+    assert type(reply[SMB_Header].payload) is smb_layers.SMBSendEndMBMessageResponse
     assert reply[SMB_Header].Status == 0
 
 
 def test_d5_reply_has_word_count_1_and_the_first_group_id():
     reply = replies(take(machine(), d5()))[0]
-    body = reply[smb.SMBSendStartMBMessageResponse]
+    body = reply[smb_layers.SMBSendStartMBMessageResponse]
     assert (body.WordCount, body.MessageGroupId) == (1, FIRST_MESSAGE_GROUP_ID)
 
 
@@ -189,7 +191,7 @@ def test_message_group_ids_increase_within_a_session():
     ids = []
     for _ in range(3):
         reply = replies(take(m, d5()))[0]
-        group = reply[smb.SMBSendStartMBMessageResponse].MessageGroupId
+        group = reply[smb_layers.SMBSendStartMBMessageResponse].MessageGroupId
         ids.append(group)
         take(m, d7(group, b"x"))
         take(m, d6(group))
@@ -265,7 +267,7 @@ def test_a_new_d5_discards_an_unfinished_group():
     take(m, d7(0, b"never finished"))
     events = take(m, d5(sender=b"SECOND"))
     assert any(isinstance(event, Dropped) for event in events)
-    group = replies(events)[0][smb.SMBSendStartMBMessageResponse].MessageGroupId
+    group = replies(events)[0][smb_layers.SMBSendStartMBMessageResponse].MessageGroupId
     take(m, d7(group, b"fresh"))
     [message] = messages(take(m, d6(group)))
     assert (message.sender, message.text) == (b"SECOND", b"fresh")
@@ -312,12 +314,12 @@ def test_frames_behind_a_pending_message_wait_for_its_acknowledgement():
     events = take(m, d0(b"first", MID=1) + d0(b"second", MID=2))
     assert [message.text for message in messages(events)] == [b"first"]
     assert take(m, d0(b"third", MID=3)) == []  # still waiting for the store
-    first_reply = nbss.parse_frame(m.send(MessageAccepted()))[SMB_Header]
+    first_reply = nbss_layers.parse_frame(m.send(MessageAccepted()))[SMB_Header]
     assert first_reply.MID == 1
     assert [message.text for message in messages(drain(m))] == [b"second"]
-    assert nbss.parse_frame(m.send(MessageRefused()))[SMB_Header].MID == 2
+    assert nbss_layers.parse_frame(m.send(MessageRefused()))[SMB_Header].MID == 2
     assert [message.text for message in messages(drain(m))] == [b"third"]
-    assert nbss.parse_frame(m.send(MessageAccepted()))[SMB_Header].MID == 3
+    assert nbss_layers.parse_frame(m.send(MessageAccepted()))[SMB_Header].MID == 3
     assert drain(m) == []
 
 
@@ -528,7 +530,7 @@ def test_malformed_message_body_gets_an_error_reply_and_the_session_goes_on():
 
 
 def test_wrong_word_count_gets_an_error_reply():
-    events = take(machine(), frame(smb.SMBSendTextMBMessageRequest(WordCount=2)))
+    events = take(machine(), frame(smb_layers.SMBSendTextMBMessageRequest(WordCount=2)))
     assert [status_of(r) for r in replies(events)] == [smb.ERROR_INVALID_PARAMETER.dos_status]
 
 
@@ -543,7 +545,7 @@ def test_truncated_smb_header_closes():
 
 
 def test_an_smb_reply_from_the_caller_is_dropped_without_answer():
-    request = nbss.parse_frame(d0())[SMB_Header]
-    reply = nbss.session_message(smb.success_reply(request))
+    request = nbss_layers.parse_frame(d0())[SMB_Header]
+    reply = nbss.session_message(smb_layers.success_reply(request))
     events = take(machine(), reply)
     assert [type(event) for event in events] == [Dropped]

@@ -5,15 +5,17 @@ from __future__ import annotations
 import pytest
 from scapy.packet import Raw
 
+from messengerd.decode.capture import read_segments
 from messengerd.protocol.nameservice import NameService
-from messengerd.wire.capture import read_segments
 from messengerd.wire.errors import WireError
+from messengerd.wire.layers.nbns import (
+    NameServiceHeader,
+)
 from messengerd.wire.names import NetBIOSName
 from messengerd.wire.nbns import (
     NAME_SERVICE_PORT,
     NameQuery,
     NameRegistration,
-    NameServiceHeader,
     NameServicePacket,
     NodeStatusQuery,
     QueryResponse,

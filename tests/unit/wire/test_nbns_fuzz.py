@@ -11,12 +11,14 @@ from hypothesis import strategies as st
 
 from messengerd.protocol.nameservice import NameService
 from messengerd.wire.errors import WireError
+from messengerd.wire.layers.nbns import (
+    NameServiceHeader,
+)
 from messengerd.wire.names import WILDCARD_NAME, NetBIOSName
 from messengerd.wire.nbns import (
     HEADER_LENGTH,
     NAME_FLAG_ACT,
     NB_FLAG_G,
-    NameServiceHeader,
     NameServicePacket,
     NodeName,
     build_name_query_request,
