@@ -27,8 +27,17 @@ from messengerd.config.options import (
 )
 from messengerd.core import limits, lmerr
 from messengerd.core.lmerr import NetError
+from messengerd.protocol.events import NEED_DATA, CloseConnection, SendData
+from messengerd.protocol.session_client import (
+    Awaiting,
+    MessageDelivered,
+    MessageRejected,
+    ProtocolError,
+    SessionClient,
+    SessionRefused,
+)
 from messengerd.transport.netif import broadcast_for
-from messengerd.wire import nbss, smb
+from messengerd.wire import smb
 from messengerd.wire.datagram import MESSENGER_DATAGRAM_BYTES, build_mailslot_datagrams
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import (
@@ -64,8 +73,6 @@ NAME_QUERY_INTERVAL = 0.25
 SESSION_TIMEOUT = 10.0
 """Seconds allowed for the TCP connect and for each reply on the session. Windows' NetBT gave
 up on a session setup after about that long; a receiver answers a message command at once."""
-MAX_REPLY_FRAME = limits.MAX_SESSION_FRAME
-"""Largest session frame read from a receiver: replies are 39 bytes, so more is not one."""
 
 
 @dataclass(frozen=True)
@@ -165,183 +172,86 @@ def prepare_message(
 # --- the session path (RFC 1002 §4.3, [MS-MSRP] §2.2.3) ---------------------------------------
 
 
-def single_block_request(message: OutgoingMessage) -> bytes:
-    """The SMB_COM_SEND_MESSAGE (D0) session message for a text of at most 128 bytes."""
-    return nbss.session_message(
-        smb.build_send_message_request(message.sender, message.recipient.name, message.text)
-    )
-
-
-def start_request(message: OutgoingMessage) -> bytes:
-    """The SMB_COM_SEND_START_MB_MESSAGE (D5) that opens a multi-block message."""
-    return nbss.session_message(
-        smb.build_send_start_mb_message_request(message.sender, message.recipient.name)
-    )
-
-
-def text_requests(message: OutgoingMessage, message_group_id: int) -> list[bytes]:
-    """The SMB_COM_SEND_TEXT_MB_MESSAGE (D7) blocks, 128 text bytes each, as Windows sent them."""
-    step = smb.MAX_BLOCK_TEXT_BYTES
-    blocks = [message.text[at : at + step] for at in range(0, len(message.text), step)]
-    return [
-        nbss.session_message(smb.build_send_text_mb_message_request(message_group_id, block))
-        for block in blocks or [b""]
-    ]
-
-
-def end_request(message_group_id: int) -> bytes:
-    """The SMB_COM_SEND_END_MB_MESSAGE (D6) that completes a multi-block message."""
-    return nbss.session_message(smb.build_send_end_mb_message_request(message_group_id))
-
-
-def _is_unknown_command(header: smb.SMBHeader) -> bool:
-    """ERRSRV/ERRunknownsmb, or its NTSTATUS twin STATUS_SMB_BAD_COMMAND (same 4 bytes)."""
-    return header.Status == smb.ERROR_UNKNOWN_SMB.dos_status
-
-
-class _Session:
-    """One TCP session to a receiver, each request waiting for its reply as Windows did."""
-
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, where: str, timeout: float
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.where = where
-        self.timeout = timeout
-
-    @classmethod
-    async def open(cls, address: str, port: int, timeout: float) -> _Session:
-        where = f"{address}:{port}"
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(address, port)
-        except TimeoutError:
-            raise _Unreachable(f"no answer from {where} within {timeout:g} s") from None
-        except OSError as exc:
-            # asyncio words a refusal "Connect call failed (addr)"; errno says what happened.
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise _Unreachable(f"cannot connect to {where}: {reason}") from None
-        return cls(reader, writer, where, timeout)
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError):
-            await self.writer.wait_closed()
-
-    async def read_frame(self) -> bytes:
-        """The next session packet but keepalives; ConnectionError when the peer closes."""
-        while True:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    header = await self.reader.readexactly(nbss.NBSS_HEADER_LENGTH)
-                    packet_type, length = nbss.frame_header(header)
-                    if length > MAX_REPLY_FRAME:
-                        raise WireError(f"a {length}-byte frame is not a reply")
-                    body = await self.reader.readexactly(length)
-            except TimeoutError:
-                raise NetError(
-                    lmerr.NERR_NetworkError,
-                    f"{self.where} sent no reply within {self.timeout:g} s",
-                ) from None
-            except asyncio.IncompleteReadError:
-                raise ConnectionError(f"{self.where} closed the session") from None
-            except WireError as exc:
-                raise NetError(
-                    lmerr.NERR_NetworkError, f"{self.where} is not a NetBIOS session service: {exc}"
-                ) from None
-            if packet_type != nbss.SESSION_KEEP_ALIVE:
-                return header + body
-
-    async def request_session(self, called: NetBIOSName, calling: NetBIOSName) -> None:
-        """SESSION REQUEST to `called`; NERR_NameNotFound on a negative answer (§4.3.2-4)."""
-        try:
-            self.writer.write(nbss.session_request(called, calling))
-            frame = await self.read_frame()
-        except (ConnectionError, OSError) as exc:
-            raise _Unreachable(f"{self.where} ended the session request: {exc}") from None
-        packet_type, _ = nbss.frame_header(frame)
-        if packet_type == nbss.POSITIVE_SESSION_RESPONSE:
-            return
-        if packet_type == nbss.NEGATIVE_SESSION_RESPONSE and len(frame) > nbss.NBSS_HEADER_LENGTH:
-            reason = nbss.NEGATIVE_RESPONSE_ERRORS.get(frame[4], f"error 0x{frame[4]:02X}")
-            raise NetError(
-                lmerr.NERR_NameNotFound, f"{self.where} refused a session to {called}: {reason}"
-            )
-        if packet_type == nbss.RETARGET_SESSION_RESPONSE:
-            # RFC 1002 §5.3 lets a caller follow it; no Messenger receiver is known to send one.
-            raise NetError(lmerr.NERR_NetworkError, f"{self.where} retargeted; not followed")
-        kind = nbss.SESSION_PACKET_TYPES.get(packet_type, hex(packet_type))
-        raise NetError(lmerr.NERR_NetworkError, f"{self.where} answered a session request: {kind}")
-
-    async def request(self, frame: bytes, command: int) -> tuple[smb.SMBHeader, bytes]:
-        """Send one message command; its reply's SMB header and body, success or not."""
-        try:
-            self.writer.write(frame)
-            reply = await self.read_frame()
-        except OSError as exc:
-            raise ConnectionError(str(exc)) from None
-        try:
-            header = smb.parse_header(reply[nbss.NBSS_HEADER_LENGTH :])
-        except WireError as exc:
-            raise NetError(lmerr.NERR_NetworkError, f"{self.where}: bad reply: {exc}") from None
-        if header.Command != command or not header.Flags & smb.SMB_FLAGS_REPLY:
-            raise NetError(
-                lmerr.NERR_NetworkError,
-                f"{self.where} answered {smb.command_name(command)} with "
-                f"{smb.command_name(header.Command)}",
-            )
-        return header, reply[nbss.NBSS_HEADER_LENGTH + smb.SMB_HEADER_LENGTH :]
-
-    async def expect_success(self, frame: bytes, command: int) -> bytes:
-        """`request`, raising NERR_NetworkError when the receiver answers with an error; the
-        reply's body."""
-        try:
-            header, body = await self.request(frame, command)
-        except ConnectionError as exc:
-            raise NetError(lmerr.NERR_NetworkError, str(exc)) from None
-        if header.Status != smb.STATUS_SUCCESS:
-            raise NetError(
-                lmerr.NERR_NetworkError,
-                f"{self.where} refused the message: {smb.command_name(command)} answered "
-                f"{smb.describe_status(header)}",
-            )
-        return body
+READ_BYTES = 4096
+"""Bytes read from the receiver at a time; its replies are 39 bytes each."""
 
 
 async def _session_attempt(
     message: OutgoingMessage, address: str, port: int, timeout: float, *, single_block: bool
 ) -> Delivery:
-    session = await _Session.open(address, port, timeout)
+    """One session to the receiver, driven by the caller-side machine (protocol/session_client)."""
+    where = f"{address}:{port}"
     try:
-        await session.request_session(message.recipient, message.calling)
-        if single_block:
-            try:
-                header, _ = await session.request(
-                    single_block_request(message), smb.SMB_COM_SEND_MESSAGE
-                )
-            except ConnectionError as exc:
-                raise _SingleBlockRejected(str(exc)) from None
-            if _is_unknown_command(header):
-                raise _SingleBlockRejected(f"{session.where} does not know D0")
-            if header.Status != smb.STATUS_SUCCESS:
-                raise NetError(
-                    lmerr.NERR_NetworkError,
-                    f"{session.where} refused the message: {smb.describe_status(header)}",
-                )
-            return Delivery("session", address, port, 1)
-        start = await session.expect_success(
-            start_request(message), smb.SMB_COM_SEND_START_MB_MESSAGE
-        )
-        # smbd answers with WordCount 0 and no id; smbclient then uses 0, and so do we.
-        group = smb.parse_send_start_mb_message_response(start) or 0
-        blocks = text_requests(message, group)
-        for block in blocks:
-            await session.expect_success(block, smb.SMB_COM_SEND_TEXT_MB_MESSAGE)
-        await session.expect_success(end_request(group), smb.SMB_COM_SEND_END_MB_MESSAGE)
-        return Delivery("session", address, port, len(blocks), multi_block=True)
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(address, port)
+    except TimeoutError:
+        raise _Unreachable(f"no answer from {where} within {timeout:g} s") from None
+    except OSError as exc:
+        # asyncio words a refusal "Connect call failed (addr)"; errno says what happened.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise _Unreachable(f"cannot connect to {where}: {reason}") from None
+    client = SessionClient(
+        message.sender,
+        message.recipient,
+        message.text,
+        calling=message.calling,
+        single_block=single_block,
+    )
+    try:
+        writer.write(client.start())
+        while True:
+            event = client.next_event()
+            if event is NEED_DATA:
+                client.receive_data(await _read(reader, where, timeout))
+            elif isinstance(event, SendData):
+                writer.write(event.data)
+            elif isinstance(event, MessageDelivered):
+                return Delivery("session", address, port, event.pieces, event.multi_block)
+            else:
+                raise _failure(event, client.ended_awaiting, where)
     finally:
-        await session.close()
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def _read(reader: asyncio.StreamReader, where: str, timeout: float) -> bytes:
+    """What the receiver sent next (b"" when it closed); NetError when it says nothing."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await reader.read(READ_BYTES)
+    except TimeoutError:
+        raise NetError(
+            lmerr.NERR_NetworkError, f"{where} sent no reply within {timeout:g} s"
+        ) from None
+    except OSError:
+        return b""  # reset: the receiver is gone as surely as when it closes
+
+
+def _failure(event: object, awaited: Awaiting, where: str) -> Exception:
+    """The exception for how a session attempt ended, other than with the message delivered.
+
+    A receiver that closes the session on a D0 or answers ERRunknownsmb (smbd does the first
+    without a NEGOTIATE) is _SingleBlockRejected: the text goes again as D5/D7/D6.
+    """
+    if isinstance(event, SessionRefused):
+        return NetError(lmerr.NERR_NameNotFound, f"{where} refused {event.reason}")
+    if isinstance(event, CloseConnection):
+        if awaited is Awaiting.SESSION:
+            return _Unreachable(f"{where} ended the session request: {event.reason}")
+        if awaited is Awaiting.SEND_MESSAGE:
+            return _SingleBlockRejected(f"{where} {event.reason}")
+        return NetError(lmerr.NERR_NetworkError, f"{where} {event.reason}")
+    if isinstance(event, MessageRejected):
+        if awaited is Awaiting.SEND_MESSAGE and event.unknown_command:
+            return _SingleBlockRejected(f"{where} does not know D0")
+        status = smb.describe_status(event.reply)
+        command = "" if awaited is Awaiting.SEND_MESSAGE else f"{smb.command_name(event.command)} "
+        return NetError(
+            lmerr.NERR_NetworkError, f"{where} refused the message: {command}answered {status}"
+        )
+    assert isinstance(event, ProtocolError), event
+    return NetError(lmerr.NERR_NetworkError, f"{where} {event.reason}")
 
 
 async def send_session(

@@ -12,7 +12,7 @@ from messengerd.commands import decode as decode_command
 from messengerd.commands.exits import EXIT_OK, UsageError
 from messengerd.decode import CAPTURE_COPY_WINDOW, decode_capture, decode_segments
 from messengerd.decode.capture import Segment
-from messengerd.sender import prepare_message, single_block_request, start_request
+from messengerd.sender import prepare_message
 from messengerd.wire import nbss, smb
 from messengerd.wire.datagram import build_mailslot_datagrams, fragment_datagram
 from messengerd.wire.names import NetBIOSName
@@ -102,7 +102,9 @@ def test_receiver_assigned_group_ids_are_followed(capture):
 
 def test_d0_answered_with_an_error_shows_the_refusal():
     message = prepare_message("BOB", "disk full", fromname="ALICE")
-    d0 = single_block_request(message)
+    d0 = nbss.session_message(
+        smb.build_send_message_request(message.sender, message.recipient.name, message.text)
+    )
     segments = [
         from_caller(1, nbss.session_request(BOB, NetBIOSName(b"ALICE", 0x00)), 1.0),
         from_receiver(2, nbss.positive_response(), 1.1),
@@ -138,7 +140,7 @@ def test_negative_session_response_is_a_refused_session():
 
 
 def test_d5_answered_with_an_error_is_an_smb_error():
-    d5 = start_request(prepare_message("BOB", "x" * 200, fromname="ALICE"))
+    d5 = nbss.session_message(smb.build_send_start_mb_message_request(b"ALICE", b"BOB"))
     segments = [
         from_caller(1, d5, 1.0),
         from_receiver(2, reply_to(d5, smb.ERROR_MESSAGING_OFF), 1.1),
