@@ -137,7 +137,7 @@ class SessionClient:
         """What to send next, how the message ended, or NEED_DATA."""
         while self.awaiting is not Awaiting.NOTHING:
             try:
-                frame = self._next_frame()
+                frame = nbss.take_frame(self._buffer, MAX_REPLY_FRAME)
             except WireError as exc:
                 return self._end(ProtocolError(f"not a NetBIOS session service: {exc}"))
             if frame is None:
@@ -154,19 +154,6 @@ class SessionClient:
         return NEED_DATA
 
     # -- helpers ---------------------------------------------------------------------------
-
-    def _next_frame(self) -> tuple[int, bytes] | None:
-        if len(self._buffer) < nbss.NBSS_HEADER_LENGTH:
-            return None
-        packet_type, length = nbss.frame_header(self._buffer)
-        if length > MAX_REPLY_FRAME:
-            raise WireError(f"a {length}-byte frame is not a reply")
-        end = nbss.NBSS_HEADER_LENGTH + length
-        if len(self._buffer) < end:
-            return None
-        payload = bytes(self._buffer[nbss.NBSS_HEADER_LENGTH : end])
-        del self._buffer[:end]
-        return packet_type, payload
 
     def _end(self, event: ClientEvent) -> ClientEvent:
         self.ended_awaiting, self.awaiting = self.awaiting, Awaiting.NOTHING

@@ -18,22 +18,11 @@ from messengerd.protocol.session_client import (
 from messengerd.wire import nbss, smb
 from messengerd.wire.names import NetBIOSName
 from tests.helpers import Names, drain
+from tests.unit.wire.test_smb_wire import PROTOCOL_MD_D0
 
 BOB = NetBIOSName(b"BOB", 0x03)
 ALICE = NetBIOSName(b"ALICE", 0x00)
 SAMBA = "samba-smbclient-nmbd-netns.pcap"
-
-PROTOCOL_MD_D0 = (
-    bytes.fromhex("00000034")
-    + b"\xffSMB\xd0"
-    + bytes(27)
-    + b"\x00"
-    + b"\x11\x00"
-    + b"\x04ALICE\x00"
-    + b"\x04BOB\x00"
-    + b"\x01\x02\x00Hi"
-)
-"""The D0 example of PROTOCOL.md §4: ALICE to BOB, "Hi"."""
 
 
 def client(text: bytes = b"Hi", *, single_block: bool = True, **options) -> SessionClient:
@@ -153,7 +142,7 @@ def test_keepalives_are_skipped_and_replies_split_anywhere_are_read_whole():
         (nbss.retarget_response("127.0.0.2", 139), "retargeted"),
         (b"HTTP/1.1 400 Bad Request\r\n\r\n", "not a NetBIOS session service"),
         (nbss.session_message(b"\xffSMB" + bytes(28)), "SMB_COM_SEND_MESSAGE"),
-        (bytes([0, 1, 0xFF, 0xFF]), "not a reply"),
+        (bytes([0, 1, 0xFF, 0xFF]), "exceeds"),
     ],
 )
 def test_what_is_not_a_receivers_answer_is_a_protocol_error(answer: bytes, said: str):
