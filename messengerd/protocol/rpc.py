@@ -95,10 +95,10 @@ MAX_UNREAD_EVENTS = 2 * MAX_RPC_REASSEMBLIES + 16
 reassembly; more means the caller feeds datagrams without reading events, a bug."""
 
 MAX_REPLY_GROWTH = rpc.FACK_FIXED_LENGTH + 4
-"""Bytes by which a reply may exceed the datagram it answers: a fack body, sent for a fragment
-or a ping of as little as a header; the ept_map answer exceeds the smallest request it names
-our port to by as much. Every other reply is smaller than its request: nothing worth
-reflecting off this server."""
+"""Bytes by which a reply may exceed the datagram it answers: a 20-byte fack body, sent for a
+fragment or a ping of as little as a header; the ept_map answer exceeds the smallest request it
+names our port to by as much. Every other reply is a header and at most a 4-byte status, so
+never more than 4 bytes longer: nothing worth reflecting off this server."""
 
 FACK_WINDOW_UNIT = 1024
 """A fack's window_size counts kilobytes (the DCE reference's rpc__dg_call_xmit_fack)."""
@@ -266,8 +266,9 @@ class RpcServer:
         self._codepage = check_codepage(codepage)
         self._events: deque[Event] = deque()
         self._now = 0.0
-        # Each activity is in at most one of these; insertion order is time order, so the
-        # first entry of _receiving and _answered is the first to expire.
+        # An activity's latest call is in one of these. An answered earlier call stays in
+        # _answered until the later one is delivered (see _on_request). Insertion order is
+        # time order, so the first entry of _receiving and _answered is the first to expire.
         self._receiving: dict[UUID, _Reassembly] = {}
         self._pending: dict[UUID, _Pending] = {}
         self._answered: dict[UUID, _Answered] = {}
@@ -414,7 +415,7 @@ class RpcServer:
             served, opnum = rpc.EPT_VERSION, rpc.OPNUM_EPT_MAP
         else:
             raise _reject(rpc.nca_unk_if, f"interface {header.if_id} is not served here")
-        # C706 ch. 3: a server serves a client of the same major and a minor no higher.
+        # The DCE version rule: the same major version, and a minor no higher than ours.
         if major != served[0] or minor > served[1]:
             raise _reject(rpc.nca_unk_if, f"interface {header.if_id} v{major}.{minor}")
         if header.opnum != opnum:
