@@ -53,6 +53,8 @@ class PacketType(enum.IntEnum):
     CANCEL_ACK = 10
 
 
+_PACKET_TYPES = frozenset(int(ptype) for ptype in PacketType)
+
 # flags1 and flags2 (C706 §12.5.1).
 PF_LASTFRAG = 0x02
 """The last fragment of a fragmented body."""
@@ -178,7 +180,7 @@ def parse_pdu(data: bytes) -> PDU:
     little = _drep_is_little_endian(data[4:7])
     fields = _HEADER[little].unpack_from(data)
     ptype = fields[1]
-    if ptype not in PacketType._value2member_map_:
+    if ptype not in _PACKET_TYPES:
         raise WireError(f"ptype {ptype} is no connectionless PDU type")
     header = Header(
         ptype=ptype,
@@ -672,6 +674,32 @@ def udp_tower(interface: UUID, version: tuple[int, int], port: int, address: str
             TowerFloor(bytes((PROTOCOL_IP,)), ipaddress.IPv4Address(address).packed),
         )
     )
+
+
+def udp_port_of(tower: bytes) -> int | None:
+    """The UDP port an ncadg_ip_udp tower names (its 0x08 floor), or None: what a sender reads
+    from ept_map's answer to find msgsvcsend."""
+    for floor in parse_tower(tower):
+        if floor.protocol == PROTOCOL_UDP and len(floor.rhs) == 2:
+            return int.from_bytes(floor.rhs, "big")
+    return None
+
+
+def build_ept_map_call(
+    interface: UUID, version: tuple[int, int], *, act_id: UUID, seqnum: int = 0
+) -> bytes:
+    """A sender's ept_map request for `interface` over ncadg_ip_udp, as one datagram to UDP
+    135: the tower names port 0 and address 0.0.0.0, as Windows clients send it."""
+    header = Header(
+        ptype=PacketType.REQUEST,
+        flags1=PF_IDEMPOTENT,
+        if_id=EPT_UUID,
+        act_id=act_id,
+        if_vers=interface_version(*EPT_VERSION),
+        seqnum=seqnum,
+        opnum=OPNUM_EPT_MAP,
+    )
+    return build_pdu(header, build_ept_map_request(udp_tower(interface, version, 0, "0.0.0.0")))
 
 
 def build_tower(floors: tuple[TowerFloor, ...] | list[TowerFloor]) -> bytes:

@@ -695,3 +695,10 @@ def test_the_runtime_path_imports_no_scapy():
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+def test_a_sender_finds_our_port_with_its_own_ept_map_call(server):
+    request = rpc.build_ept_map_call(rpc.MSGSVCSEND_UUID, (1, 0), act_id=OTHER)
+    (reply,) = sent(feed(server, request))
+    (tower,) = ept_answer(reply).towers
+    assert rpc.udp_port_of(tower) == PORT

@@ -385,3 +385,15 @@ def test_client_reads_what_the_server_answered():
         rpc.parse_call_reply(response, act_id=ACTIVITY, seqnum=8)
     with pytest.raises(WireError, match="from a client"):
         rpc.parse_call_reply(HAND_BUILT_REQUEST, act_id=ACTIVITY, seqnum=7)
+
+
+def test_sender_finds_msgsvcsends_port_with_ept_map():
+    datagram = rpc.build_ept_map_call(rpc.MSGSVCSEND_UUID, (1, 0), act_id=ACTIVITY, seqnum=3)
+    pdu = rpc.parse_pdu(datagram)
+    assert (pdu.header.if_id, pdu.header.if_vers, pdu.header.opnum) == (rpc.EPT_UUID, 3, 3)
+    request = rpc.parse_ept_map_request(pdu.body)
+    assert rpc.udp_port_of(request.map_tower) == 0
+    answer = rpc.build_ept_map_response([HAND_BUILT_TOWER], max_towers=request.max_towers)
+    (tower,) = rpc.parse_ept_map_response(answer).towers
+    assert rpc.udp_port_of(tower) == 1026
+    assert rpc.udp_port_of(rpc.build_tower([rpc.uuid_floor(rpc.NDR_UUID, (2, 0))])) is None
