@@ -9,6 +9,7 @@ from tkinter import ttk
 
 from messengerd.tray.presenter import Popup
 from messengerd.tray.text import POPUP_MAX_ROWS, POPUP_TEXT_COLUMNS, popup_rows
+from messengerd.tray.windows import app_toplevel
 
 PADDING = 12
 """Pixels between the window's edge and its contents, as a Windows dialog has."""
@@ -50,7 +51,7 @@ class PopupWindow:
         self.popup = popup
         self._on_close = on_close
         self._closed = False
-        window = self.window = tk.Toplevel(root)
+        window = self.window = app_toplevel(root, "popup")
         window.withdraw()
         window.title(popup.title)
         window.resizable(False, False)
