@@ -319,7 +319,10 @@ class TrayApp:
         try:
             menu.tk_popup(x, y)
         finally:
-            menu.grab_release()
+            # On Windows tk_popup returns once the menu is gone and may leave its grab; on
+            # X11 it returns at once, and the grab is what closes the menu on a click beside.
+            if self.root.tk.call("tk", "windowingsystem") != "x11":
+                menu.grab_release()
 
     def quit(self) -> None:
         """Leave the main loop; run() then stops the icon and the daemon."""
