@@ -11,6 +11,7 @@ GUI thread touches the presenter and the windows.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import sys
@@ -172,7 +173,7 @@ class TrayApp:
         self._icon_updates = _IconUpdater()
 
     @staticmethod
-    def notifications(pystray: Any | None) -> Notifier | None:
+    def notifications(pystray: Any) -> Notifier | None:
         """The desktop's notifications, else the pystray backend's own, else None."""
         notifier = DesktopNotifications.start()
         if notifier is not None:
@@ -183,7 +184,7 @@ class TrayApp:
         return None
 
     @staticmethod
-    def traits(pystray: Any | None, notifier: Notifier | None = None) -> BackendTraits:
+    def traits(pystray: Any, notifier: Notifier | None = None) -> BackendTraits:
         """What the chosen pystray backend and notification service can do."""
         name = "none" if pystray is None else backend_name(pystray)
         has_menu = name not in ("none", "dummy") and pystray.Icon.HAS_MENU
@@ -305,8 +306,9 @@ class TrayApp:
             x, y = self.root.winfo_pointerxy()
             anchor = (x, y, 1, 1)
         menu.update_idletasks()
+        last = menu.index("end")
         cascades = [menu.nametowidget(menu.entrycget(index, "menu"))
-                    for index in range(menu.index("end") + 1)
+                    for index in range(0 if last is None else last + 1)
                     if menu.type(index) == "cascade"]  # fmt: skip
         for cascade in cascades:
             cascade.update_idletasks()
@@ -390,7 +392,7 @@ class TrayApp:
     # -- the pystray icon ----------------------------------------------------------------
 
     def _start_icon(self) -> None:
-        pystray = self.pystray
+        pystray: Any = self.pystray
         if self.presenter.traits.name == "dummy":
             log.info("tray: no icon (PYSTRAY_BACKEND=dummy); messages still pop up")
             return
@@ -430,7 +432,7 @@ class TrayApp:
         log.info("tray: icon shown with pystray's %s backend", self.presenter.traits.name)
 
     def _pystray_menu(self) -> Any:
-        pystray = self.pystray
+        pystray: Any = self.pystray
         if not self.presenter.traits.has_menu:
             # No menu here (xorg): a click is the default action, which opens a Tk menu.
             return pystray.Menu(
@@ -478,12 +480,12 @@ class TrayApp:
                 menu.add_checkbutton(
                     label=entry.label,
                     variable=variable,
-                    command=lambda a=entry.action: self.do(a),
+                    command=functools.partial(self.do, entry.action),
                 )
             else:
                 menu.add_command(
                     label=entry.label,
-                    command=lambda a=entry.action: self.do(a),
+                    command=functools.partial(self.do, entry.action),
                     state="normal" if entry.enabled else "disabled",
                 )
         return menu

@@ -6,6 +6,7 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import font as tkfont
 from tkinter import ttk
+from typing import Any
 
 from messengerd.tray.presenter import Popup
 from messengerd.tray.text import POPUP_MAX_ROWS, POPUP_TEXT_COLUMNS, popup_rows
@@ -26,7 +27,7 @@ def select_all(text: tk.Text) -> str:
     return "break"
 
 
-def read_only_text(parent: tk.Misc, **options: object) -> tk.Text:
+def read_only_text(parent: tk.Misc, **options: Any) -> tk.Text:
     """A Text that shows, selects and copies but cannot be typed into."""
     text = tk.Text(parent, wrap="word", undo=False, **options)
     text.bind("<Control-a>", lambda _event: select_all(text))

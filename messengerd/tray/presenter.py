@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -100,11 +100,19 @@ class BackendTraits:
 class MessageStore(Protocol):
     """The part of messengerd.core.store.inbox.Inbox the tray uses (reads and the read flag)."""
 
-    def query(self, **filters: object) -> list[Message]: ...
+    def query(
+        self,
+        *,
+        sender: str | None = None,
+        recipient: str | None = None,
+        grep: str | None = None,
+        limit: int | None = None,
+        after_id: int | None = None,
+    ) -> Sequence[Message]: ...
 
     def get(self, id: int) -> Message | None: ...
 
-    def count(self, **filters: object) -> int: ...
+    def count(self, *, unread_only: bool = False) -> int: ...
 
     def latest_id(self) -> int: ...
 
@@ -347,12 +355,17 @@ class Presenter:
         search = search.strip()
         if self.store is not None:
             found: dict[int, Entry] = {}
+            store, limit = self.store, HISTORY_LIMIT
             if search:
-                queries = [{"grep": search}, {"sender": search}, {"recipient": search}]
+                results = [
+                    store.query(grep=search, limit=limit),
+                    store.query(sender=search, limit=limit),
+                    store.query(recipient=search, limit=limit),
+                ]
             else:
-                queries = [{}]
-            for filters in queries:
-                for message in self.store.query(**filters, limit=HISTORY_LIMIT):
+                results = [store.query(limit=limit)]
+            for messages in results:
+                for message in messages:
                     entry = self._entry(message)
                     found[entry.key] = entry
             rows = sorted(found.values(), key=lambda entry: entry.key, reverse=True)

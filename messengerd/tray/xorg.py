@@ -68,6 +68,7 @@ def xorg_icon_class(base: type) -> type:
             super().__init__(*args, **kwargs)
             self.draw = draw
             self.clicked_at: Anchor | None = None
+            self._icon_data: Image.Image | None = None
             self._size = (0, 0)
             self._drawn_for: tuple[int, int, int] | None = None
             self._window.change_attributes(
