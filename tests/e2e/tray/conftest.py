@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import signal
 import subprocess
 import sys
 import threading
@@ -61,12 +60,19 @@ def started(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Pope
     try:
         yield process
     finally:
+        stop(process)
+
+
+def stop(process: subprocess.Popen) -> int:
+    """SIGTERM, then SIGKILL if that is not enough within WAIT seconds; the exit code."""
+    if process.poll() is None:
         process.terminate()
         try:
-            process.wait(10)
+            process.wait(WAIT)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+    return process.returncode
 
 
 @pytest.fixture
@@ -308,14 +314,7 @@ class Tray:
         return Inbox(self.data_dir, create=False).count(unread_only=True)
 
     def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(WAIT)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return stop(self.process)
 
 
 @contextlib.contextmanager

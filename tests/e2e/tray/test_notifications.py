@@ -80,3 +80,12 @@ def test_a_message_is_a_desktop_notification_and_a_click_opens_it(x, notificatio
         assert received["summary"]["data"] == f"Message from {SENDER} to BOB"
         assert received["body"]["data"] == BODY
         assert received["default_action_name"]["data"] == "default", "clickable"
+
+
+def test_without_a_notification_service_messages_pop_up_instead(monkeypatch, tmp_path, caplog):
+    from messengerd.tray.notify import DesktopNotifications
+
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", f"unix:path={tmp_path / 'no-bus'}")
+    caplog.set_level("INFO")
+    assert DesktopNotifications.start() is None
+    assert "messages pop up as windows" in caplog.text
