@@ -21,6 +21,11 @@ from scapy.layers.smb import SMB_Header
 
 from messengerd.wire import nbss, smb
 from messengerd.wire.datagram import build_mailslot_datagrams
+from messengerd.wire.layers.smb import (
+    SMBSendEndMBMessageRequest,
+    SMBSendStartMBMessageRequest,
+    SMBSendTextMBMessageRequest,
+)
 from messengerd.wire.names import NetBIOSName, alias_name
 
 LOOPBACK = "127.0.0.1"
@@ -59,21 +64,19 @@ class Frames:
     @classmethod
     def build(cls, recipient: bytes, text_bytes: int) -> Frames:
         lengths = {BLOCK_BYTES} | ({text_bytes % BLOCK_BYTES} - {0})
-        d5 = _frame(
-            smb.SMBSendStartMBMessageRequest(OriginatorName=SENDER, DestinationName=recipient)
-        )
+        d5 = _frame(SMBSendStartMBMessageRequest(OriginatorName=SENDER, DestinationName=recipient))
         d7 = {
-            n: _frame(smb.SMBSendTextMBMessageRequest(MessageGroupId=0, Data=b"\0" * n))
+            n: _frame(SMBSendTextMBMessageRequest(MessageGroupId=0, Data=b"\0" * n))
             for n in lengths
         }
-        d6 = _frame(smb.SMBSendEndMBMessageRequest(MessageGroupId=0))
+        d6 = _frame(SMBSendEndMBMessageRequest(MessageGroupId=0))
         return cls(d5, d7, d6)
 
     def check(self, text: bytes) -> None:
         """Fail unless the spliced D7 frames are what the scapy layers build for `text`."""
         for start in range(0, len(text), BLOCK_BYTES):
             chunk = text[start : start + BLOCK_BYTES]
-            built = _frame(smb.SMBSendTextMBMessageRequest(MessageGroupId=7, Data=chunk))
+            built = _frame(SMBSendTextMBMessageRequest(MessageGroupId=7, Data=chunk))
             if self.d7(chunk, 7) != built:
                 raise SystemExit(f"D7 template for {len(chunk)} bytes is wrong")
 

@@ -60,7 +60,7 @@ def summarize_profile(raw: Path, top: int = 12) -> dict:
         (f, 100 * n / samples)
         for f, n in total.most_common()
         if not f.endswith(tuple(f"({name})" for name in WRAPPERS))
-        and not f.startswith(("main (cli.py)", "cmd_run (cli.py)"))
+        and not f.startswith(("main (cli.py)", "cmd_run (run.py)"))
     ]
     return {
         "samples": samples,

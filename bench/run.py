@@ -55,7 +55,9 @@ from messengerd.core.store.inbox import DATABASE_NAME, MAX_PENDING_WRITES, Inbox
 from messengerd.protocol.events import MessageReceived
 from messengerd.protocol.registration import BCAST_REQ_RETRY_COUNT, BCAST_REQ_RETRY_TIMEOUT
 from messengerd.protocol.session import SessionMachine
-from messengerd.wire import nbss, smb
+from messengerd.wire import nbss
+from messengerd.wire.layers import nbss as nbss_layers
+from messengerd.wire.layers import smb as smb_layers
 
 
 @dataclass(frozen=True)
@@ -335,7 +337,7 @@ def bench_protocol(plan: Plan) -> dict:
 
     if one_message() != 1:
         raise RuntimeError("SessionMachine did not take the benchmark's message")
-    request = smb.smb_of(nbss.parse_frame(frames.d6))
+    request = smb_layers.smb_of(nbss_layers.parse_frame(frames.d6))
     count = plan.protocol_messages
 
     def each(function, times: int) -> float:
@@ -347,8 +349,8 @@ def bench_protocol(plan: Plan) -> dict:
     return {
         "frames": len(requests),
         "message_ms": each(one_message, count),
-        "parse_ms": each(lambda: nbss.parse_frame(frames.d6), count),
-        "reply_ms": each(lambda: nbss.session_message(smb.success_reply(request)), count),
+        "parse_ms": each(lambda: nbss_layers.parse_frame(frames.d6), count),
+        "reply_ms": each(lambda: nbss.session_message(smb_layers.success_reply(request)), count),
     }
 
 

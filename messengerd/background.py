@@ -1,8 +1,8 @@
-"""`messengerd tray --standalone`: the daemon on its own asyncio loop, in a background thread.
+"""A daemon on its own asyncio loop in a background thread.
 
-The GUI toolkit owns the main thread; the daemon's loop runs beside it, and everything
-that crosses over (a message for the tray, an alias change from it) is handed across
-thread-safely: messages through the tray's queue, alias calls onto the daemon's loop.
+For `messengerd tray --standalone`, where the GUI toolkit owns the main thread, and for the
+loopback test target (messengerd.testing), where the test does. Everything that crosses
+over is handed across thread-safely: calls onto the daemon's loop with `call()`.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import TypeVar
 from messengerd.daemon import Daemon
 
 START_TIMEOUT = 20.0
-"""Seconds for the listeners to open before `tray --standalone` gives up."""
+"""Seconds for the listeners to open (and the aliases to register) before start() gives up."""
 
 STOP_TIMEOUT = 10.0
-"""Seconds to wait at Quit for sessions to close and the inbox to commit."""
+"""Seconds stop() waits for sessions to close and the inbox to commit."""
 
 CALL_TIMEOUT = 10.0
 """Seconds an alias change may take on the daemon's loop before the tray says so; adding one
@@ -30,8 +30,16 @@ T = TypeVar("T")
 class DaemonThread:
     """Runs a Daemon on a new event loop in a thread: start() returns once it listens."""
 
-    def __init__(self, daemon: Daemon) -> None:
+    def __init__(
+        self,
+        daemon: Daemon,
+        *,
+        start_timeout: float = START_TIMEOUT,
+        stop_timeout: float = STOP_TIMEOUT,
+    ) -> None:
         self.daemon = daemon
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -41,8 +49,9 @@ class DaemonThread:
     def start(self) -> None:
         """Open the listeners; raise what Daemon.start() raised (ListenError) in this thread."""
         self._thread.start()
-        if not self._ready.wait(START_TIMEOUT):
-            raise TimeoutError(f"the daemon did not start within {START_TIMEOUT:.0f} s")
+        if not self._ready.wait(self.start_timeout):
+            self.stop()
+            raise TimeoutError(f"the daemon did not start within {self.start_timeout:g} s")
         if self._error is not None:
             raise self._error
 
@@ -83,18 +92,19 @@ class DaemonThread:
         """Close the listeners and wait (at most STOP_TIMEOUT) for the inbox to commit."""
         if self._loop is not None and self._stopping is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stopping.set)
-            self._thread.join(STOP_TIMEOUT)
+            self._thread.join(self.stop_timeout)
 
 
 class LocalAliases:
-    """The in-process daemon's alias table, changed on the daemon's own loop (AliasBackend)."""
+    """The in-process daemon's aliases through its API, changed on its own loop (AliasBackend)."""
 
     def __init__(self, runner: DaemonThread) -> None:
         self.runner = runner
 
     def names(self) -> list[str]:
-        # NetMessageNameEnum with no size limit hands back the whole table at once.
-        return [info.name for info in self.runner.daemon.aliases.enum().entries]
+        # NetMessageNameEnum with no size limit hands back the whole table at once; reading
+        # it needs no trip to the daemon's loop (enum_aliases is safe from any thread).
+        return [info.name for info in self.runner.daemon.enum_aliases().entries]
 
     def add(self, name: str) -> None:
         self.runner.call(self.runner.daemon.add_alias, name)

@@ -10,23 +10,28 @@ The table as it then stands is stored again, and after every add and delete.
 from __future__ import annotations
 
 import asyncio
-import errno
-import functools
 import logging
 import os
-import socket
 import uuid
 from typing import Any
 
 from messengerd import __version__
 from messengerd.config.options import DaemonConfig
-from messengerd.control.server import ControlError, ControlServer
+from messengerd.control.protocol import ControlError
+from messengerd.control.server import ControlServer
 from messengerd.core import lmerr
-from messengerd.core.aliases import AliasTable, load_aliases, save_aliases
+from messengerd.core.aliases import (
+    MAX_PREFERRED_LENGTH,
+    AliasTable,
+    EnumResult,
+    MessageInfo,
+    load_aliases,
+    save_aliases,
+)
 from messengerd.core.lmerr import NetError
-from messengerd.core.message import Message
+from messengerd.core.message import Message, Outcome
 from messengerd.core.policy import Policy
-from messengerd.core.store.inbox import Inbox, InboxError, StoredMessage, StoreResult
+from messengerd.core.store.inbox import Inbox, InboxError, StoredMessage
 from messengerd.delivery import Fanout, Sink
 from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import MessageReceived
@@ -39,7 +44,8 @@ from messengerd.transport.netif import (
     local_address_for,
 )
 from messengerd.transport.registration import RegistrationRunner
-from messengerd.transport.session import Acknowledge, SessionListener
+from messengerd.transport.session import SessionListener
+from messengerd.transport.sockets import ListenError, listen_error, open_udp
 from messengerd.transport.udp import DatagramServiceProtocol, NameServiceProtocol
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import NetBIOSName, alias_name
@@ -47,29 +53,36 @@ from messengerd.wire.nbns import DEFAULT_TTL
 
 log = logging.getLogger(__name__)
 
-PORT_OPTIONS = "--name-port, --datagram-port and --session-port"
+
+class Hooks:
+    """Where a receiver can be made to misbehave on purpose: the test target's faults
+    (messengerd.testing) implement these; a plain Daemon has none."""
+
+    async def before_store(self, message: Message) -> Outcome | None:
+        """Called first for every complete message; an Outcome stops it there (not stored,
+        not shown) and answers its sender; None lets it through. May take its time."""
+        return None
+
+    def refuses_session(self, name: NetBIOSName) -> bool:
+        """True to answer a SESSION REQUEST for `name` "called name not present"."""
+        return False
 
 
-class ListenError(Exception):
-    """A port could not be opened; the message says why and what to do, in one line."""
+class _SessionDirectory:
+    """The alias table as the session service sees it: less the names the hooks refuse."""
 
+    def __init__(self, aliases: AliasTable, hooks: Hooks) -> None:
+        self.aliases = aliases
+        self.hooks = hooks
 
-def _listen_error(service: str, host: str, port: int, exc: OSError) -> ListenError:
-    where = f"port {port}/{'tcp' if service == 'session' else 'udp'} ({service} service) on {host}"
-    if exc.errno == errno.EADDRINUSE:
-        return ListenError(
-            f"{where} is already in use (Samba's nmbd/smbd or another messengerd?): "
-            f"stop that program, or choose free ports with {PORT_OPTIONS}"
-        )
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        return ListenError(
-            f"no permission to listen on {where}: run as root, allow it with "
-            f"`setcap cap_net_bind_service=+ep $(readlink -f $(which python3))`, "
-            f"or use high ports with {PORT_OPTIONS}"
-        )
-    if exc.errno == errno.EADDRNOTAVAIL:
-        return ListenError(f"{host} is not an address of this host: check --bind")
-    return ListenError(f"cannot listen on {where}: {exc.strerror or exc}")
+    def is_local(self, name: NetBIOSName) -> bool:
+        return self.aliases.is_local(name) and not self.hooks.refuses_session(name)
+
+    def is_group(self, name: NetBIOSName) -> bool:
+        return self.aliases.is_group(name)
+
+    def name_table(self) -> list[tuple[NetBIOSName, bool]]:
+        return self.aliases.name_table()
 
 
 class Daemon:
@@ -85,9 +98,11 @@ class Daemon:
         sinks: list[Sink] | None = None,
         *,
         policy: Policy | None = None,
+        hooks: Hooks | None = None,
     ) -> None:
         self.config = config
         self.policy = policy
+        self.hooks = hooks
         self.aliases = _alias_table(config)
         self.fanout = Fanout(list(sinks or []))
         self.inbox = Inbox(config.data_dir) if config.store else None
@@ -107,7 +122,8 @@ class Daemon:
         self._registrations: RegistrationRunner | None = None
         self._adding: set[NetBIOSName] = set()
         self._save_lock = asyncio.Lock()
-        self._sessions = SessionListener(self.aliases, self.accept)
+        directory = self.aliases if hooks is None else _SessionDirectory(self.aliases, hooks)
+        self._sessions = SessionListener(directory, self.accept, codepage=config.codepage)
         self._udp: list[asyncio.DatagramTransport] = []
         self._datagram_protocols: list[DatagramServiceProtocol] = []
         self._stopped = asyncio.Event()
@@ -123,29 +139,25 @@ class Daemon:
         """
         bind = self.config.bind
         try:
-            if self.inbox is not None:
-                try:
-                    await self.inbox.start()
-                except InboxError as exc:
-                    raise ListenError(str(exc)) from None
             if self.control is not None:
                 try:
                     await self.control.start()
                 except ControlError as exc:
                     raise ListenError(str(exc)) from None
-            self.ports["name"] = await self._open_udp(
+            self.ports["name"], names = await self._open_udp(
                 "name", self.config.name_port, lambda: NameServiceProtocol(self._names, bind)
             )
-            datagrams = DatagramService(self.aliases)
-            self.ports["datagram"] = await self._open_udp(
+            self._name_protocol = names[0]
+            datagrams = DatagramService(self.aliases, codepage=self.config.codepage)
+            self.ports["datagram"], self._datagram_protocols = await self._open_udp(
                 "datagram",
                 self.config.datagram_port,
-                lambda: self._datagram_protocol(datagrams),
+                lambda: DatagramServiceProtocol(datagrams, self.accept),
             )
             try:
                 self.ports["session"] = await self._sessions.start(bind, self.config.session_port)
             except OSError as exc:
-                raise _listen_error("session", bind, self.config.session_port, exc) from None
+                raise listen_error("session", bind, self.config.session_port, exc) from None
             if self.config.register:
                 registrar = Registrar(
                     self._registration_address(),
@@ -153,7 +165,7 @@ class Daemon:
                     first_trn_id=RegistrationRunner.random_trn_id(),
                 )
                 self._registrations = RegistrationRunner(registrar, self._send_name_broadcast)
-                self._names.registrations = self._registrations
+                self._name_protocol.answer_received = self._registrations.answer_received
                 await self._register_start_names()
             await self._save()
             if self.control is not None:
@@ -269,47 +281,21 @@ class Daemon:
             else {str(reason): count for reason, count in self.policy.counters.items()},
         }
 
-    def _datagram_protocol(self, service: DatagramService) -> DatagramServiceProtocol:
-        protocol = DatagramServiceProtocol(service, self.deliver)
-        self._datagram_protocols.append(protocol)
-        return protocol
-
-    async def _open_udp(self, service: str, port: int, factory) -> int:
-        """Bind the service's UDP port on the bind address, and on its broadcast address too.
-
-        A socket bound to a unicast address never sees broadcasts (Linux, BSD), so a
-        daemon bound to one interface listens on that interface's broadcast address as
-        well, the way nmbd does.
-        """
-        loop = asyncio.get_running_loop()
+    async def _open_udp(self, service: str, port: int, factory: Any) -> tuple[int, list[Any]]:
+        """Bind `service`'s UDP port on the bind address, and on its broadcast address too
+        (messengerd.transport.sockets.open_udp); the port and the protocols."""
         hosts = [self.config.bind]
         if self.config.bind != "0.0.0.0" and self.broadcast != self.config.bind:
             hosts.append(self.broadcast)
-        unicast = None
-        for host in hosts:
-            try:
-                # Only the broadcast address is shared, as nmbd-like daemons share it; the
-                # unicast address stays exclusive so a taken port is still reported.
-                sock = _udp_socket(host, port, shared=host != hosts[0])
-            except OSError as exc:
-                raise _listen_error(service, host, port, exc) from None
-            port = sock.getsockname()[1]
-            transport, protocol = await loop.create_datagram_endpoint(factory, sock=sock)
-            self._udp.append(transport)
-            # Answers go out from the unicast address: a reply from a socket bound to the
-            # broadcast address would carry that as its source.
-            unicast = unicast or transport
-            protocol.transport = unicast
-            if isinstance(protocol, NameServiceProtocol) and self._name_protocol is None:
-                self._name_protocol = protocol
-        return port
+        port, transports, protocols = await open_udp(service, hosts, port, factory)
+        self._udp += transports
+        return port, protocols
 
-    def accept(self, event: MessageReceived, peer: str, acknowledge: Acknowledge) -> None:
-        """Store a complete message, acknowledge it, then hand it to the sinks.
+    async def accept(self, event: MessageReceived, peer: str) -> Outcome:
+        """Take a complete message from `peer`: store it durably, then show it.
 
-        `acknowledge(True)` once it is durable and its sender may be told so; `(False)`
-        when it could not be stored (the sender gets an error reply and can try again).
-        It is called on this loop, at once or when the inbox answers: no task a message.
+        Every transport awaits this and answers its sender from the Outcome: a message
+        is acknowledged only once it is stored (DESIGN.md).
         """
         message = Message.from_wire(
             event.sender,
@@ -319,62 +305,41 @@ class Daemon:
             peer=peer,
             codepage=self.config.codepage,
         )
-        if self.policy is not None and not self.policy.check(message).allowed:
-            self._refused(message, acknowledge)
-        elif self.inbox is None:
-            acknowledge(True)
+        if self.hooks is not None:
+            override = await self.hooks.before_store(message)
+            if override is not None:
+                return override
+        if self.policy is not None:
+            verdict = self.policy.check(message)
+            if not verdict.allowed:
+                await self._keep_refused(message)
+                return Outcome("refused", reason=str(verdict.reason))
+        if self.inbox is None:
             self._show(message)
-        else:
-            stored = functools.partial(self._stored, message, acknowledge)
-            try:
-                self.inbox.submit(message, stored)
-            except InboxError as exc:
-                stored(exc)
-
-    async def deliver(self, event: MessageReceived, peer: str) -> bool:
-        """accept() for a caller that awaits the outcome (the datagram service)."""
-        outcome: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.accept(event, peer, functools.partial(_resolve, outcome))
-        return await outcome
-
-    def _stored(
-        self, message: Message, acknowledge: Acknowledge, outcome: StoreResult | InboxError
-    ) -> None:
-        if isinstance(outcome, InboxError):
-            log.error("refused a message from %s: %s", message.peer, outcome)
-            acknowledge(False)
-        elif outcome.duplicate:
-            log.debug("message from %s is a copy of #%d; not shown again", message.peer, outcome.id)
-            acknowledge(True)
-        else:
-            acknowledge(True)
-            self._show(StoredMessage.from_message(message, id=outcome.id))
+            return Outcome("stored")
+        try:
+            stored = await self.inbox.store(message)
+        except InboxError as exc:
+            log.error("refused a message from %s: %s", message.peer, exc)
+            return Outcome("error", reason=str(exc))
+        if stored.duplicate:
+            log.debug("message from %s is a copy of #%d; not shown again", message.peer, stored.id)
+            return Outcome("duplicate", id=stored.id)
+        self._show(StoredMessage.from_message(message, id=stored.id))
+        return Outcome("stored", id=stored.id)
 
     def _show(self, message: Message) -> None:
         self.messages_received += 1
         self.fanout.dispatch(message)
 
-    def _refused(self, message: Message, acknowledge: Acknowledge) -> None:
-        """A message the policy refused (it counts and logs it); stored only if asked.
-
-        Acknowledged all the same, as a spam filter does: the sender learns nothing and
-        has no reason to send it again.
-        """
+    async def _keep_refused(self, message: Message) -> None:
+        """Store a message the policy refused when the policy says to (store_refused)."""
         assert self.policy is not None
-        inbox = self.inbox
-        if not (self.policy.store_refused and inbox is not None):
-            acknowledge(True)
-            return
-
-        def stored(outcome: StoreResult | InboxError) -> None:
-            if isinstance(outcome, InboxError):
-                log.error("a refused message from %s not stored: %s", message.peer, outcome)
-            acknowledge(True)
-
-        try:
-            inbox.submit(message, stored)
-        except InboxError as exc:
-            stored(exc)
+        if self.policy.store_refused and self.inbox is not None:
+            try:
+                await self.inbox.store(message)
+            except InboxError as exc:
+                log.error("a refused message from %s not stored: %s", message.peer, exc)
 
     async def stop(self) -> None:
         """Release our names, close every listener and session, let deliveries finish."""
@@ -387,7 +352,6 @@ class Daemon:
             # Before the sockets close: the releases go out through them.
             await self._registrations.close(release=True)
             self._registrations = None
-            self._names.registrations = None
         self._name_protocol = None
         for transport in self._udp:
             transport.close()
@@ -403,6 +367,25 @@ class Daemon:
     async def wait_stopped(self) -> None:
         """Return once stop() has run."""
         await self._stopped.wait()
+
+    # -- for front ends (the control channel, the in-process tray), beside add_alias,
+    # delete_alias and status: they never reach into self.aliases themselves -------------
+
+    @property
+    def codepage(self) -> str:
+        """The OEM code page alias names and message text are read in."""
+        return self.config.codepage
+
+    def enum_aliases(
+        self, level: int = 0, prefmaxlen: int = MAX_PREFERRED_LENGTH, resume_handle: int = 0
+    ) -> EnumResult:
+        """NetMessageNameEnum: NetError ERROR_INVALID_LEVEL, or ERROR_INVALID_PARAMETER for
+        a resume handle past the end. Safe from any thread (the table has its own lock)."""
+        return self.aliases.enum(level, prefmaxlen, resume_handle)
+
+    def alias_info(self, name: str, level: int = 0) -> MessageInfo:
+        """NetMessageNameGetInfo: NetError ERROR_INVALID_LEVEL or NERR_NotLocalName."""
+        return self.aliases.get_info(name, level)
 
 
 def _alias_table(config: DaemonConfig) -> AliasTable:
@@ -431,24 +414,3 @@ def _alias_or_none(text: str, codepage: str) -> NetBIOSName | None:
         return alias_name(text, codepage)
     except WireError:
         return None
-
-
-def _udp_socket(host: str, port: int, *, shared: bool = False) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        # SO_REUSEADDR on the broadcast address only: on Linux, set on a unicast socket it
-        # would let us share a UDP port with nmbd silently.
-        if shared:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
-        sock.bind((host, port))
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
-
-
-def _resolve(future: asyncio.Future[bool], value: bool) -> None:
-    if not future.done():  # its awaiter may have been cancelled
-        future.set_result(value)

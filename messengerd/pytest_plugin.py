@@ -4,7 +4,7 @@
 one shared by the whole run. The aliases they receive under come from the
 `messenger_aliases` marker, else the `messenger_aliases` ini option, else RECEIVER.
 messengerd.testing is imported only when a fixture is used: pytest loads this module in every
-run of every project installed beside messengerd, and scapy takes a while to import.
+run of every project installed beside messengerd, and the daemon takes a while to import.
 """
 
 from __future__ import annotations

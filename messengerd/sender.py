@@ -19,8 +19,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from scapy.layers.smb import SMB_Header
-
 from messengerd.config.options import (
     DATAGRAM_SERVICE_PORT,
     NAME_SERVICE_PORT,
@@ -170,22 +168,14 @@ def prepare_message(
 def single_block_request(message: OutgoingMessage) -> bytes:
     """The SMB_COM_SEND_MESSAGE (D0) session message for a text of at most 128 bytes."""
     return nbss.session_message(
-        SMB_Header()
-        / smb.SMBSendMessageRequest(
-            OriginatorName=message.sender,
-            DestinationName=message.recipient.name,
-            Data=message.text,
-        )
+        smb.build_send_message_request(message.sender, message.recipient.name, message.text)
     )
 
 
 def start_request(message: OutgoingMessage) -> bytes:
     """The SMB_COM_SEND_START_MB_MESSAGE (D5) that opens a multi-block message."""
     return nbss.session_message(
-        SMB_Header()
-        / smb.SMBSendStartMBMessageRequest(
-            OriginatorName=message.sender, DestinationName=message.recipient.name
-        )
+        smb.build_send_start_mb_message_request(message.sender, message.recipient.name)
     )
 
 
@@ -194,50 +184,19 @@ def text_requests(message: OutgoingMessage, message_group_id: int) -> list[bytes
     step = smb.MAX_BLOCK_TEXT_BYTES
     blocks = [message.text[at : at + step] for at in range(0, len(message.text), step)]
     return [
-        nbss.session_message(
-            SMB_Header()
-            / smb.SMBSendTextMBMessageRequest(MessageGroupId=message_group_id, Data=block)
-        )
+        nbss.session_message(smb.build_send_text_mb_message_request(message_group_id, block))
         for block in blocks or [b""]
     ]
 
 
 def end_request(message_group_id: int) -> bytes:
     """The SMB_COM_SEND_END_MB_MESSAGE (D6) that completes a multi-block message."""
-    return nbss.session_message(
-        SMB_Header() / smb.SMBSendEndMBMessageRequest(MessageGroupId=message_group_id)
-    )
+    return nbss.session_message(smb.build_send_end_mb_message_request(message_group_id))
 
 
-ERROR_REQ_NOT_ACCEP = 71
-"""ERRDOS 71 ([MS-ERREF] ERROR_REQ_NOT_ACCEP): the DOS form of STATUS_REQUEST_NOT_ACCEPTED,
-what smbd 4.17 answers a D5 with when it has no message command."""
-
-_ERROR_NAMES = {
-    (smb.ERRDOS, smb.ERRinvalidparam): "ERRDOS/ERRinvalidparam",
-    (smb.ERRDOS, ERROR_REQ_NOT_ACCEP): "ERRDOS/ERROR_REQ_NOT_ACCEP (request not accepted)",
-    (smb.ERRSRV, smb.ERRunknownsmb): "ERRSRV/ERRunknownsmb",
-    (smb.ERRSRV, smb.ERRmsgoff): "ERRSRV/ERRmsgoff (not receiving messages)",
-    (smb.ERRSRV, smb.ERRnoroom): "ERRSRV/ERRnoroom (no room for the message)",
-}
-_NT_STATUS_NAMES = {smb.STATUS_INVALID_PARAMETER: "STATUS_INVALID_PARAMETER"}
-
-
-def describe_status(header: SMB_Header) -> str:
-    """A reply's Status in words: an NTSTATUS when Flags2 says so, else DOS class/code
-    ([MS-CIFS] §2.2.3.1); "success" for zero."""
-    status = int(header.Status)
-    if status == smb.STATUS_SUCCESS:
-        return "success"
-    if int(header.Flags2) & smb.SMB_FLAGS2_NT_STATUS:
-        return _NT_STATUS_NAMES.get(status, f"NTSTATUS 0x{status:08X}")
-    error_class, error_code = status & 0xFF, status >> 16
-    return _ERROR_NAMES.get((error_class, error_code), f"DOS error {error_class}/{error_code}")
-
-
-def _is_unknown_command(header: SMB_Header) -> bool:
+def _is_unknown_command(header: smb.SMBHeader) -> bool:
     """ERRSRV/ERRunknownsmb, or its NTSTATUS twin STATUS_SMB_BAD_COMMAND (same 4 bytes)."""
-    return int(header.Status) == smb.ERROR_UNKNOWN_SMB.dos_status
+    return header.Status == smb.ERROR_UNKNOWN_SMB.dos_status
 
 
 class _Session:
@@ -315,38 +274,39 @@ class _Session:
         kind = nbss.SESSION_PACKET_TYPES.get(packet_type, hex(packet_type))
         raise NetError(lmerr.NERR_NetworkError, f"{self.where} answered a session request: {kind}")
 
-    async def request(self, frame: bytes, command: int) -> SMB_Header:
-        """Send one message command and return its reply's SMB header, success or not."""
+    async def request(self, frame: bytes, command: int) -> tuple[smb.SMBHeader, bytes]:
+        """Send one message command; its reply's SMB header and body, success or not."""
         try:
             self.writer.write(frame)
             reply = await self.read_frame()
         except OSError as exc:
             raise ConnectionError(str(exc)) from None
         try:
-            header = smb.smb_of(nbss.parse_frame(reply))
+            header = smb.parse_header(reply[nbss.NBSS_HEADER_LENGTH :])
         except WireError as exc:
             raise NetError(lmerr.NERR_NetworkError, f"{self.where}: bad reply: {exc}") from None
-        if header.Command != command or not smb.is_reply(header):
+        if header.Command != command or not header.Flags & smb.SMB_FLAGS_REPLY:
             raise NetError(
                 lmerr.NERR_NetworkError,
                 f"{self.where} answered {smb.command_name(command)} with "
                 f"{smb.command_name(header.Command)}",
             )
-        return header
+        return header, reply[nbss.NBSS_HEADER_LENGTH + smb.SMB_HEADER_LENGTH :]
 
-    async def expect_success(self, frame: bytes, command: int) -> SMB_Header:
-        """`request`, raising NERR_NetworkError when the receiver answers with an error."""
+    async def expect_success(self, frame: bytes, command: int) -> bytes:
+        """`request`, raising NERR_NetworkError when the receiver answers with an error; the
+        reply's body."""
         try:
-            header = await self.request(frame, command)
+            header, body = await self.request(frame, command)
         except ConnectionError as exc:
             raise NetError(lmerr.NERR_NetworkError, str(exc)) from None
-        if int(header.Status) != smb.STATUS_SUCCESS:
+        if header.Status != smb.STATUS_SUCCESS:
             raise NetError(
                 lmerr.NERR_NetworkError,
                 f"{self.where} refused the message: {smb.command_name(command)} answered "
-                f"{describe_status(header)}",
+                f"{smb.describe_status(header)}",
             )
-        return header
+        return body
 
 
 async def _session_attempt(
@@ -357,25 +317,24 @@ async def _session_attempt(
         await session.request_session(message.recipient, message.calling)
         if single_block:
             try:
-                header = await session.request(
+                header, _ = await session.request(
                     single_block_request(message), smb.SMB_COM_SEND_MESSAGE
                 )
             except ConnectionError as exc:
                 raise _SingleBlockRejected(str(exc)) from None
             if _is_unknown_command(header):
                 raise _SingleBlockRejected(f"{session.where} does not know D0")
-            if int(header.Status) != smb.STATUS_SUCCESS:
+            if header.Status != smb.STATUS_SUCCESS:
                 raise NetError(
                     lmerr.NERR_NetworkError,
-                    f"{session.where} refused the message: {describe_status(header)}",
+                    f"{session.where} refused the message: {smb.describe_status(header)}",
                 )
             return Delivery("session", address, port, 1)
         start = await session.expect_success(
             start_request(message), smb.SMB_COM_SEND_START_MB_MESSAGE
         )
-        body = start.payload
         # smbd answers with WordCount 0 and no id; smbclient then uses 0, and so do we.
-        group = body.MessageGroupId if getattr(body, "WordCount", 0) >= 1 else 0
+        group = smb.parse_send_start_mb_message_response(start) or 0
         blocks = text_requests(message, group)
         for block in blocks:
             await session.expect_success(block, smb.SMB_COM_SEND_TEXT_MB_MESSAGE)

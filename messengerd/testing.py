@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from messengerd.background import DaemonThread
 from messengerd.config.options import DEFAULT_WORKGROUP, DaemonConfig
-from messengerd.core.message import Message
-from messengerd.daemon import Daemon
-from messengerd.protocol.events import Directory, MessageReceived
-from messengerd.transport.session import Acknowledge
+from messengerd.core.message import Message, Outcome
+from messengerd.daemon import Daemon, Hooks
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import NetBIOSName, alias_name
 from messengerd.wire.text import DEFAULT_CODEPAGE
@@ -69,15 +68,30 @@ class Faults:
         self.drop_datagrams = False
 
 
-class _RefusingDirectory:
-    """The daemon's alias table, minus the names `faults.refused_names` lists."""
+class _FaultHooks(Hooks):
+    """The daemon's hooks, doing what a Faults says."""
 
-    def __init__(self, directory: Directory, faults: Faults, codepage: str) -> None:
-        self.directory = directory
+    def __init__(self, faults: Faults, codepage: str) -> None:
         self.faults = faults
         self.codepage = codepage
 
-    def _refused(self, name: NetBIOSName) -> bool:
+    async def before_store(self, message: Message) -> Outcome | None:
+        faults = self.faults
+        if message.path == "mailslot" and faults.drop_datagrams:
+            log.info("dropped a mailslot message from %s on purpose", message.peer)
+            return Outcome("refused", reason="dropped on purpose (Faults.drop_datagrams)")
+        if message.path != "session":
+            return None
+        if faults.reply_delay > 0:
+            await asyncio.sleep(faults.reply_delay)
+        if faults.smb_error:
+            log.info("refusing a session message from %s on purpose", message.peer)
+            return Outcome("error", reason="refused on purpose (Faults.smb_error)")
+        return None
+
+    def refuses_session(self, name: NetBIOSName) -> bool:
+        # Name queries and datagrams still see every alias, so a sender resolves the name
+        # and is then refused.
         for text in list(self.faults.refused_names):
             try:
                 if alias_name(text, self.codepage) == NetBIOSName(name.name, name.suffix):
@@ -85,47 +99,6 @@ class _RefusingDirectory:
             except WireError:
                 continue
         return False
-
-    def is_local(self, name: NetBIOSName) -> bool:
-        return not self._refused(name) and self.directory.is_local(name)
-
-    def is_group(self, name: NetBIOSName) -> bool:
-        return self.directory.is_group(name)
-
-    def name_table(self) -> list[tuple[NetBIOSName, bool]]:
-        return self.directory.name_table()
-
-
-class _FaultyDaemon(Daemon):
-    """A Daemon whose delivery and session directory obey a Faults."""
-
-    def __init__(self, config: DaemonConfig, faults: Faults) -> None:
-        super().__init__(config)
-        self.faults = faults
-        self.dropped: list[MessageReceived] = []
-        # The session listener alone consults the refusing directory: name queries and
-        # datagrams still see every alias, so a sender resolves the name and is then refused.
-        self._sessions.directory = _RefusingDirectory(self.aliases, faults, config.codepage)
-
-    def accept(self, event: MessageReceived, peer: str, acknowledge: Acknowledge) -> None:
-        faults = self.faults
-        if event.path == "mailslot" and faults.drop_datagrams:
-            log.info("dropped a mailslot message from %s on purpose", peer)
-            self.dropped.append(event)
-            acknowledge(True)
-        elif event.path == "session" and faults.reply_delay > 0:
-            asyncio.get_running_loop().call_later(
-                faults.reply_delay, self._accept_now, event, peer, acknowledge
-            )
-        else:
-            self._accept_now(event, peer, acknowledge)
-
-    def _accept_now(self, event: MessageReceived, peer: str, acknowledge: Acknowledge) -> None:
-        if event.path == "session" and self.faults.smb_error:
-            log.info("refusing a session message from %s on purpose", peer)
-            acknowledge(False)
-        else:
-            super().accept(event, peer, acknowledge)
 
 
 class _Collector:
@@ -176,9 +149,8 @@ class MessengerController:
             control="none",
         )
         self.faults = Faults()
-        self.daemon: _FaultyDaemon | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self.daemon: Daemon | None = None
+        self._runner: DaemonThread | None = None
         self._data_dir: tempfile.TemporaryDirectory[str] | None = None
         self._messages: list[Message] = []
         self._arrived = threading.Condition()
@@ -187,55 +159,31 @@ class MessengerController:
 
     def start(self) -> MessengerController:
         """Open the listeners; return once they accept. Raises ListenError or NetError."""
-        if self._thread is not None:
+        if self._runner is not None:
             raise RuntimeError("this controller is already running")
         self._data_dir = tempfile.TemporaryDirectory(prefix="messengerd-controller-")
         self.config.data_dir = Path(self._data_dir.name)
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(
-            target=self._run, args=(loop,), name="messengerd-controller", daemon=True
-        )
-        self._loop, self._thread = loop, thread
-        thread.start()
-        try:
-            asyncio.run_coroutine_threadsafe(self._start(), loop).result(START_TIMEOUT)
-        except BaseException:
-            self._halt()
-            raise
-        return self
-
-    async def _start(self) -> None:
-        daemon = _FaultyDaemon(self.config, self.faults)
+        daemon = Daemon(self.config, hooks=_FaultHooks(self.faults, self.config.codepage))
         daemon.add_sink(_Collector(self))
-        await daemon.start()
-        self.daemon = daemon
-
-    @staticmethod
-    def _run(loop: asyncio.AbstractEventLoop) -> None:
-        asyncio.set_event_loop(loop)
+        runner = DaemonThread(daemon, start_timeout=START_TIMEOUT, stop_timeout=STOP_TIMEOUT)
         try:
-            loop.run_forever()
-        finally:
-            loop.close()
+            runner.start()
+        except BaseException:
+            self._cleanup()
+            raise
+        self.daemon, self._runner = daemon, runner
+        return self
 
     def stop(self) -> None:
         """Close every session and listener and end the thread; harmless when not running."""
-        if self._thread is None or self._loop is None:
-            return
         try:
-            if self.daemon is not None:
-                asyncio.run_coroutine_threadsafe(self.daemon.stop(), self._loop).result(
-                    STOP_TIMEOUT
-                )
+            if self._runner is not None:
+                self._runner.stop()
         finally:
-            self._halt()
+            self._runner = self.daemon = None
+            self._cleanup()
 
-    def _halt(self) -> None:
-        assert self._loop is not None and self._thread is not None
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(STOP_TIMEOUT)
-        self._loop = self._thread = None
-        self.daemon = None
+    def _cleanup(self) -> None:
         if self._data_dir is not None:
             self._data_dir.cleanup()
             self._data_dir = None

@@ -82,3 +82,23 @@ def loopback_only():
     socket.socket.sendto, socket.socket.connect = sendto, connect
     yield
     socket.socket.sendto, socket.socket.connect = original_sendto, original_connect
+
+
+PURE_TIER = "tests/unit/"
+"""The pure tier: wire, protocol and core tested with bytes, no sockets and no processes."""
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    """Say how long the pure tier took, so that it stays a matter of seconds."""
+    seconds = 0.0
+    tests = set()
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            nodeid = getattr(report, "nodeid", "")
+            if nodeid.startswith(PURE_TIER) and hasattr(report, "duration"):
+                seconds += report.duration
+                tests.add(nodeid)
+    if tests:
+        terminalreporter.write_line(
+            f"pure tier ({PURE_TIER}): {len(tests)} tests in {seconds:.1f} s"
+        )

@@ -9,6 +9,7 @@ from typing import Any
 
 from messengerd.commands.exits import EXIT_OK, EXIT_USAGE
 from messengerd.config.settings import SettingsError, default_config_path, load_settings
+from messengerd.delivery.routing import SINK_TYPES
 
 
 def add_parser(subparsers: Any) -> None:
@@ -39,7 +40,7 @@ def cmd_config(args: argparse.Namespace) -> int:
     """Run `messengerd config check`: EXIT_OK when the file is good, EXIT_USAGE if not."""
     path: Path = args.file or default_config_path()
     try:
-        load_settings(path)
+        load_settings(path, sink_types=SINK_TYPES)
     except SettingsError as exc:
         for line in exc.lines():
             print(f"messengerd: {line}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """`messengerd names add|del|list|info`: the running daemon's message aliases, as `net name`.
 
-Each acts on the daemon for --data-dir through its control channel (messengerd.control.server).
+Each acts on the daemon for --data-dir through its control channel (messengerd.control.client).
 Success prints net name's "The command completed successfully."; a refusal prints the
 lmerr name, code and net name's sentence on stderr and exits 1, as net name failed. With
 no daemon running it says so in one line and exits 2: that is for the user to fix (start
@@ -17,7 +17,8 @@ from typing import Any
 
 from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from messengerd.config.options import default_data_dir
-from messengerd.control.server import ControlClient, ControlError
+from messengerd.control.client import ControlClient
+from messengerd.control.protocol import ControlError
 from messengerd.core import lmerr
 from messengerd.core.lmerr import NetError
 

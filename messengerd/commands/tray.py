@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
+from messengerd.commands.run import add_daemon_options, daemon_config
 from messengerd.config.options import default_data_dir
 
 DAEMON_ONLY = (
@@ -35,8 +36,6 @@ DAEMON_ONLY = (
 
 def add_parser(subparsers: Any) -> None:
     """Add `tray` to the `messengerd` subcommands (the object add_subparsers returned)."""
-    from messengerd.cli import add_daemon_options
-
     tray = subparsers.add_parser(
         "tray",
         help="show messages as they arrive: tray icon, notifications, the classic popup",
@@ -109,8 +108,6 @@ def cmd_tray(args: argparse.Namespace) -> int:
 
 
 def _check_attach_options(args: argparse.Namespace) -> None:
-    from messengerd.cli import add_daemon_options
-
     defaults = argparse.ArgumentParser(add_help=False)
     add_daemon_options(defaults)
     given = [
@@ -128,7 +125,6 @@ def _check_attach_options(args: argparse.Namespace) -> None:
 
 def _standalone(args: argparse.Namespace, root: Any, pystray: Any, notifier: Any) -> Any:
     from messengerd.background import DaemonThread, LocalAliases
-    from messengerd.cli import daemon_config
     from messengerd.core.lmerr import NetError
     from messengerd.core.store.inbox import Inbox, InboxError
     from messengerd.daemon import Daemon
@@ -165,7 +161,7 @@ def _standalone(args: argparse.Namespace, root: Any, pystray: Any, notifier: Any
 
 
 def _attached(args: argparse.Namespace, root: Any, pystray: Any, notifier: Any) -> Any:
-    from messengerd.control.server import ControlError
+    from messengerd.control.protocol import ControlError
     from messengerd.core.store.inbox import Inbox, InboxError
     from messengerd.tray.app import TrayApp
     from messengerd.tray.attach import ControlAliases, Subscription

@@ -1,5 +1,6 @@
-"""The notification hub: where front ends (the tray, `subscribe` on the control channel)
-get each new message. ControlServer feeds its `subscribe` connections from one of these.
+"""The control channel's subscriber hub: how each `subscribe` connection (the attached
+tray, `history --follow`) gets every new message. ControlServer owns one and feeds it as a
+Sink; each `subscribe` connection reads its own Subscription.
 
 Each subscriber gets its own bounded queue. A subscriber that falls behind loses its
 oldest messages, counted in `dropped`, rather than making the daemon hold an unbounded
@@ -35,7 +36,7 @@ class TooManySubscribers(Exception):
 class Subscription:
     """One subscriber's queue: `await get()`, or `async for message in subscription`."""
 
-    def __init__(self, hub: NotificationSink, maxsize: int) -> None:
+    def __init__(self, hub: SubscriberHub, maxsize: int) -> None:
         self.hub = hub
         self.maxsize = maxsize
         self.dropped = 0
@@ -101,13 +102,13 @@ class Subscription:
         self.close()
 
 
-class NotificationSink:
+class SubscriberHub:
     """Hands each message to every subscriber's queue at once; never waits for one."""
 
     def __init__(
         self,
         *,
-        name: str = "notify",
+        name: str = "subscribers",
         queue_size: int = SUBSCRIBER_QUEUE,
         max_subscribers: int = MAX_SUBSCRIBERS,
     ) -> None:

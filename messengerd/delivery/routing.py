@@ -1,4 +1,6 @@
-"""Per-alias routing: which sinks the messages to each alias go to (`[routing]`).
+"""Per-alias routing: which sinks the messages to each alias go to (`[routing]`), and the
+sinks a settings file's `[[sink]]`s describe: SINK_TYPES (what each type's options are, for
+the settings reader) and build_sinks (the sinks themselves, routed).
 
 Routing wraps each sink in a RoutedSink that lets through only the messages routed to it,
 and hands the wrapped list to the Fanout unchanged: every sink still runs in its own task
@@ -7,15 +9,17 @@ with its own timeout, so routing adds no way for one sink to hold up another.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import TextIO
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TextIO
 
-from messengerd.config.settings import RoutingSettings, Settings, SinkSettings
+from messengerd.config import values
+from messengerd.config.settings import RoutingSettings, Settings, SinkSettings, SinkType
 from messengerd.core.message import Message
 from messengerd.delivery import Sink
-from messengerd.delivery.command import MessageCommandSink
+from messengerd.delivery.command import MessageCommandSink, check_command
 from messengerd.delivery.console import ConsoleSink
 from messengerd.delivery.forward import ForwardSink
+from messengerd.sender import VIAS
 
 
 def _recipient_key(name: str) -> str:
@@ -85,6 +89,54 @@ class RoutedSink:
     async def deliver(self, message: Message) -> None:
         if self.router.routes_to(self.name, message.recipient):
             await self.sink.deliver(message)
+
+
+def _command_problems(options: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    """The command as MessageCommandSink will split it (its quoting, its `%x`)."""
+    if "command" in options:
+        try:
+            check_command(options["command"], shell=options.get("shell", False))
+        except ValueError as exc:
+            yield "command", str(exc)
+
+
+def _forward_problems(options: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
+    if "host" not in options and "to" not in options:
+        yield "", "a forward sink needs 'host', or 'to' to look up by name"
+
+
+SINK_TYPES: dict[str, SinkType] = {
+    "console": SinkType({"json": values.boolean}),
+    "command": SinkType(
+        {
+            "command": values.nonempty_string,
+            "shell": values.boolean,
+            "timeout": values.positive_number,
+            "remove_file": values.boolean,
+            "temp_dir": values.nonempty_string,
+        },
+        required=("command",),
+        paths=("temp_dir",),
+        check=_command_problems,
+    ),
+    "forward": SinkType(
+        {
+            "host": values.ipv4,
+            "to": values.nonempty_string,
+            "via": values.one_of(VIAS),
+            "port": values.port,
+            "datagram_port": values.port,
+            "name_port": values.port,
+            "broadcast": values.ipv4,
+            "codepage": values.codepage,
+            "fromname": values.nonempty_string,
+            "timeout": values.positive_number,
+        },
+        check=_forward_problems,
+    ),
+}
+"""What a `[[sink]]` may be, and its options (handed to messengerd.config.settings' readers);
+build_sink makes each. Front ends (the tray) subscribe on the control channel instead."""
 
 
 def build_sink(

@@ -1,16 +1,19 @@
 """The datagram service machine: UDP 138 datagrams in, Messenger messages out (PROTOCOL.md §5).
 
-Sans-I/O (see h11): the transport feeds each datagram with the time it arrived and calls
-`expire` now and then; nothing here reads a clock or touches a socket.
+h11's shape (messengerd.protocol.events): the transport feeds each datagram with its source
+and the time it arrived to `receive_data`, takes events from `next_event` until NEED_DATA,
+and calls `expire(now)` at `next_deadline()`. A mailslot write has no reply, so the machine
+never pauses: each MessageReceived is the caller's to store, the machine goes on. Nothing
+here reads a clock, logs or touches a socket.
 """
 
 from __future__ import annotations
 
-import logging
+import collections
 from dataclasses import dataclass, field
 
 from messengerd.core.limits import MAX_DATAGRAM_BYTES, MAX_PENDING_DATAGRAMS, REASSEMBLY_TIMEOUT
-from messengerd.protocol.events import Directory, Dropped, MessageReceived
+from messengerd.protocol.events import NEED_DATA, Directory, Dropped, MessageReceived, Sentinel
 from messengerd.wire.datagram import (
     MESSENGER_MAILSLOT,
     DirectDatagram,
@@ -21,8 +24,6 @@ from messengerd.wire.datagram import (
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import recipient_name
 from messengerd.wire.text import DEFAULT_CODEPAGE, check_codepage
-
-logger = logging.getLogger(__name__)
 
 MAX_FRAGMENTS = 64
 """Fragments kept per datagram: MAX_DATAGRAM_BYTES in pieces of 128 bytes. RFC 1002 senders
@@ -122,57 +123,57 @@ class DatagramService:
         self._codepage = check_codepage(codepage)
         # Insertion order is arrival order, so the first entry is always the oldest.
         self._pending: dict[tuple[str, int], _Reassembly] = {}
+        self._events: collections.deque[Event] = collections.deque()
 
     @property
     def pending(self) -> int:
         """Datagrams waiting for more fragments."""
         return len(self._pending)
 
-    def receive(self, data: bytes, *, peer: tuple[str, int], now: float) -> list[Event]:
-        """Take one UDP 138 payload that arrived at `now`; the messages and drops it yields.
+    def receive_data(self, data: bytes, *, peer: tuple[str, int], now: float) -> None:
+        """Take one UDP 138 payload from `peer` that arrived at `now`.
 
         Reassemblies that timed out by `now` are dropped first, so a late fragment never
         completes a datagram that `expire` would already have given up on.
         """
-        events: list[Event] = []
-        try:
-            events.extend(self.expire(now))
-            events.extend(self._receive(data, peer, now))
-        except Exception:
-            # Every expected failure is a WireError handled below; this is a bug, and a bug
-            # must cost one datagram, never the listener that the network feeds.
-            logger.exception("datagram from %s broke the datagram service", peer)
-            events.append(Dropped("internal error in the datagram service"))
-        return events
+        self.expire(now)
+        self._events.extend(self._receive(data, peer, now))
 
-    def expire(self, now: float) -> list[Dropped]:
-        """Give up on datagrams whose fragments took `timeout` seconds or more (RFC 1002 §4.4)."""
-        dropped = []
+    def next_event(self) -> Event | Sentinel:
+        """The next message or drop, or NEED_DATA."""
+        return self._events.popleft() if self._events else NEED_DATA
+
+    def expire(self, now: float) -> None:
+        """Give up on datagrams whose fragments took `timeout` seconds or more (RFC 1002 §4.4):
+        a Dropped event each."""
         while self._pending:
             key, entry = next(iter(self._pending.items()))
             if now - entry.started < self._timeout:
                 break
             del self._pending[key]
-            reason = (
-                f"datagram 0x{key[1]:04X} from {key[0]} timed out "
-                f"with {entry.stored} bytes in {len(entry.fragments)} fragments"
+            self._events.append(
+                Dropped(
+                    f"datagram 0x{key[1]:04X} from {key[0]} timed out "
+                    f"with {entry.stored} bytes in {len(entry.fragments)} fragments"
+                )
             )
-            logger.debug("%s", reason)
-            dropped.append(Dropped(reason))
-        return dropped
+
+    def next_deadline(self) -> float | None:
+        """When the oldest reassembly times out; None when none waits."""
+        if not self._pending:
+            return None
+        return next(iter(self._pending.values())).started + self._timeout
 
     def _receive(self, data: bytes, peer: tuple[str, int], now: float) -> list[Event]:
         try:
             datagram = parse_datagram(data)
         except WireError as exc:
-            return [_drop(f"malformed datagram: {exc}", peer)]
+            return [Dropped(f"malformed datagram: {exc}")]
         if not isinstance(datagram, DirectDatagram):
-            return [_drop(f"datagram type 0x{datagram.msg_type:02X} carries no message", peer)]
+            return [Dropped(f"datagram type 0x{datagram.msg_type:02X} carries no message")]
         if not datagram.is_fragment:
             if len(datagram.user_data) > self._max_datagram_bytes:
-                return [
-                    _drop(f"{len(datagram.user_data)} bytes of user data, past the limit", peer)
-                ]
+                return [Dropped(f"{len(datagram.user_data)} bytes of user data, past the limit")]
             return [self._deliver(datagram, datagram.user_data, peer)]
         return self._reassemble(datagram, peer, now)
 
@@ -184,9 +185,9 @@ class DatagramService:
         end = fragment.packet_offset + len(fragment.user_data)
         # Checked before a reassembly is opened, so bad fragments cannot evict good ones.
         if end > self._max_datagram_bytes:
-            return [_drop(f"{name}: fragment ends at {end}, past the limit", peer)]
+            return [Dropped(f"{name}: fragment ends at {end}, past the limit")]
         if fragment.first and fragment.packet_offset:
-            return [_drop(f"{name}: FIRST fragment at offset {fragment.packet_offset}", peer)]
+            return [Dropped(f"{name}: FIRST fragment at offset {fragment.packet_offset}")]
         events: list[Event] = []
         key = (fragment.source_ip, fragment.datagram_id)
         entry = self._pending.get(key)
@@ -195,17 +196,16 @@ class DatagramService:
                 oldest = next(iter(self._pending))
                 del self._pending[oldest]
                 events.append(
-                    _drop(
+                    Dropped(
                         f"datagram 0x{oldest[1]:04X} from {oldest[0]} evicted: "
-                        f"{self._max_pending} datagrams already waiting for fragments",
-                        peer,
+                        f"{self._max_pending} datagrams already waiting for fragments"
                     )
                 )
             entry = self._pending[key] = _Reassembly(started=now)
         problem = entry.add(fragment, self._max_datagram_bytes)
         if problem is not None:
             del self._pending[key]
-            events.append(_drop(f"{name}: {problem}", peer))
+            events.append(Dropped(f"{name}: {problem}"))
             return events
         whole = entry.assemble()
         if whole is not None and entry.first is not None:
@@ -218,18 +218,16 @@ class DatagramService:
         try:
             write = parse_mailslot_write(user_data)
         except WireError as exc:
-            return _drop(f"malformed mailslot write: {exc}", peer)
+            return Dropped(f"malformed mailslot write: {exc}")
         if write.mailslot_name.upper() != MESSENGER_MAILSLOT:
             # Browse announcements and logon traffic arrive all the time: not worth a log line.
             return Dropped(f"mailslot {write.mailslot_name!r} is not the Messenger's")
         try:
             sender, recipient, text = parse_messenger_payload(write.data)
         except WireError as exc:
-            return _drop(f"malformed Messenger message: {exc}", peer)
+            return Dropped(f"malformed Messenger message: {exc}")
         if not self._addressed_to_us(header, recipient):
-            return _drop(
-                f"message to {recipient!r} for {header.destination_name} is not ours", peer
-            )
+            return Dropped(f"message to {recipient!r} for {header.destination_name} is not ours")
         return MessageReceived(sender, recipient, text, path="mailslot")
 
     def _addressed_to_us(self, header: DirectDatagram, recipient: bytes) -> bool:
@@ -242,9 +240,3 @@ class DatagramService:
             return True
         destination = header.destination_name
         return directory.is_local(destination) or directory.is_group(destination)
-
-
-def _drop(reason: str, peer: tuple[str, int]) -> Dropped:
-    """A Dropped event, with the debug line that says why."""
-    logger.debug("dropped datagram from %s: %s", peer, reason)
-    return Dropped(reason)

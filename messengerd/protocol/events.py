@@ -11,7 +11,7 @@ import enum
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from messengerd.core.message import MessagePath
+from messengerd.core.message import MessagePath, Outcome
 from messengerd.wire.names import NetBIOSName
 
 
@@ -78,6 +78,19 @@ class MessageRefused:
     """The caller's answer to a MessageReceived: it was not stored, for `reason`."""
 
     reason: RefusalReason = "no_room"
+
+
+def answer_for(outcome: Outcome) -> MessageAccepted | MessageRefused:
+    """How a transport answers a message's sender, from what Daemon.accept() did with it.
+
+    A message the policy refused is acknowledged all the same (README: refused messages are
+    counted and logged, acknowledged, and not stored): a sender that is told nothing learns
+    nothing about the deny lists. A store that failed is refused as "no room", so the sender
+    sends again.
+    """
+    if outcome.status == "error":
+        return MessageRefused("no_room")
+    return MessageAccepted()
 
 
 class Directory(Protocol):

@@ -1,19 +1,21 @@
 """The name service machine: answers queries and node status for our names (RFC 1002 §4.2).
 
-Sans-I/O: `NameService.receive` takes one UDP 137 datagram and returns the reply to send back
-to its sender, or None. Which names are ours is the Directory's business alone: aliases
-`NAME<03>`, and the machine's own `<00>`/`<20>` names only when the directory lists them.
-It also defends those names: another node's registration of one is answered with a
-NEGATIVE NAME REGISTRATION RESPONSE (RFC 1002 §5.1.1). Answers to our own registrations
-are handed on to whoever registers (messengerd.transport.registration).
+h11's shape (messengerd.protocol.events): `receive_data` takes one UDP 137 datagram with its
+source and the local address it came in on; `next_event` hands back the reply to send
+(SendData to the source), why a packet was ignored (Dropped), and answers to our own
+registrations (RegistrationAnswer, for the registration machine). Which names are ours is
+the Directory's business alone: aliases `NAME<03>`, and the machine's own `<00>`/`<20>`
+names only when the directory lists them. It also defends those names: another node's
+registration of one is answered with a NEGATIVE NAME REGISTRATION RESPONSE (RFC 1002
+§5.1.1), and a NameDefended event says so.
 """
 
 from __future__ import annotations
 
-import logging
-from typing import Protocol
+import collections
+from dataclasses import dataclass
 
-from messengerd.protocol.events import Directory
+from messengerd.protocol.events import NEED_DATA, Directory, Dropped, SendData, Sentinel
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import NetBIOSName
 from messengerd.wire.nbns import (
@@ -37,20 +39,28 @@ from messengerd.wire.nbns import (
     parse_nbns,
 )
 
-logger = logging.getLogger(__name__)
-
 MAX_TTL = 0xFFFFFFFF
 """TTL is an unsigned 32-bit field (RFC 1002 §4.2.1.3)."""
 
 
-class RegistrationListener(Protocol):
-    """Who registers our names: told of every registration response that reaches us."""
+@dataclass(frozen=True)
+class RegistrationAnswer:
+    """A NAME REGISTRATION RESPONSE or WACK that reached us (RFC 1002 §4.2.5-8, §4.2.16):
+    an answer to one of our registrations, for the registration machine to judge."""
 
-    def response_received(
-        self, response: RegistrationResponse | WaitForAcknowledgement, source: str
-    ) -> None:
-        """A NAME REGISTRATION RESPONSE or WACK from `source` (RFC 1002 §4.2.5-8, §4.2.16)."""
-        ...
+    response: RegistrationResponse | WaitForAcknowledgement
+    source: str
+
+
+@dataclass(frozen=True)
+class NameDefended:
+    """`address` tried to register `name`, which is ours; it was told so (RFC 1002 §5.1.1)."""
+
+    name: NetBIOSName
+    address: str
+
+
+Event = SendData | Dropped | RegistrationAnswer | NameDefended
 
 
 def _is_wildcard(name: NetBIOSName) -> bool:
@@ -70,7 +80,6 @@ class NameService:
     - `negative_answers`: answer a unicast query without RD for a name we do not own with
       NAM_ERR, as Samba's nmbd does (RFC 1002 §4.2.14), so `nmblookup -U host NAME` ends at
       once instead of timing out.
-    - `registrations`: told of the registration responses and WACKs that come to us.
     """
 
     def __init__(
@@ -81,7 +90,6 @@ class NameService:
         ttl: int = DEFAULT_TTL,
         scope: bytes = b"",
         negative_answers: bool = True,
-        registrations: RegistrationListener | None = None,
     ) -> None:
         if len(mac) != UNIT_ID_LENGTH:
             raise ValueError(f"mac has {UNIT_ID_LENGTH} bytes, not {len(mac)}")
@@ -94,35 +102,43 @@ class NameService:
         self.ttl = ttl
         self.scope = scope
         self.negative_answers = negative_answers
-        self.registrations = registrations
+        self._events: collections.deque[Event] = collections.deque()
 
-    def receive(self, data: bytes, *, local_ip: str, source: str = "") -> bytes | None:
-        """The reply to `data`, to send unicast to its sender, or None to stay silent.
+    def receive_data(self, data: bytes, *, source: tuple[str, int], local_ip: str) -> None:
+        """Take one datagram from `source`; its reply and what else it brings follow as events.
 
         `local_ip` is our address on the interface the datagram came in on: it goes into
-        positive answers, and a registration carrying it is our own come back. `source` is
-        the sender's address, for the registration listener. Never raises for anything in
-        `data`.
+        positive answers, and a registration carrying it is our own come back. Nothing in
+        `data` makes this raise.
         """
         try:
             packet = parse_nbns(data)
         except WireError as exc:
-            logger.debug("ignored malformed name service packet: %s", exc)
-            return None
+            self._drop(f"malformed name service packet from {source[0]}: {exc}")
+            return
+        reply: bytes | None = None
         if isinstance(packet, NameQuery):
-            return self._answer_query(packet, local_ip)
-        if isinstance(packet, NodeStatusQuery):
-            return self._answer_node_status(packet)
-        if isinstance(packet, NameRegistration):
-            return self._defend(packet, local_ip)
-        if isinstance(packet, RegistrationResponse | WaitForAcknowledgement):
-            if self.registrations is not None and self._in_scope(packet.name):
-                self.registrations.response_received(packet, source)
-            return None
-        # Others' refreshes and releases change nothing for a B node, which keeps no
-        # table of others' names; other responses answer questions we never ask here.
-        logger.debug("ignored %s for %s", type(packet).__name__, packet.name)
-        return None
+            reply = self._answer_query(packet, local_ip)
+        elif isinstance(packet, NodeStatusQuery):
+            reply = self._answer_node_status(packet)
+        elif isinstance(packet, NameRegistration):
+            reply = self._defend(packet, local_ip)
+        elif isinstance(packet, RegistrationResponse | WaitForAcknowledgement):
+            if self._in_scope(packet.name):
+                self._events.append(RegistrationAnswer(packet, source[0]))
+        else:
+            # Others' refreshes and releases change nothing for a B node, which keeps no
+            # table of others' names; other responses answer questions we never ask here.
+            self._drop(f"{type(packet).__name__} for {packet.name} needs no answer")
+        if reply is not None:
+            self._events.append(SendData(reply, source))
+
+    def next_event(self) -> Event | Sentinel:
+        """The next event, or NEED_DATA."""
+        return self._events.popleft() if self._events else NEED_DATA
+
+    def _drop(self, reason: str) -> None:
+        self._events.append(Dropped(reason))
 
     def _in_scope(self, name: NetBIOSName) -> bool:
         # A scope is a domain name (RFC 1001 §14.1): case does not count (RFC 1035 §2.3.3).
@@ -140,13 +156,12 @@ class NameService:
 
     def _answer_query(self, query: NameQuery, local_ip: str) -> bytes | None:
         if not self._in_scope(query.name):
-            logger.debug("ignored query for %s: scope is not %r", query.name, self.scope)
+            self._drop(f"query for {query.name}: scope is not {self.scope!r}")
             return None
         owned, group = self._owned(query.name)
         # `*` only ever addresses node status; no node answers a name query for it.
         if owned and not _is_wildcard(query.name):
             nb_flags = (NB_FLAG_G if group else 0) | ONT_B
-            logger.debug("answering query for %s with %s", query.name, local_ip)
             return build_positive_name_query_response(
                 query.trn_id, query.name, local_ip, nb_flags=nb_flags, ttl=self.ttl
             )
@@ -154,9 +169,8 @@ class NameService:
         # a unicast query with RD is meant for a name server, which we are not (Samba's
         # nmbd stays silent to both).
         if query.broadcast or query.recursion_desired or not self.negative_answers:
-            logger.debug("ignored query for %s: not ours", query.name)
+            self._drop(f"query for {query.name}: not ours")
             return None
-        logger.debug("answering unicast query for %s: NAM_ERR", query.name)
         return build_negative_name_query_response(query.trn_id, query.name, rcode=NAM_ERR)
 
     def _defend(self, request: NameRegistration, local_ip: str) -> bytes | None:
@@ -174,19 +188,18 @@ class NameService:
             return None
         owned, group = self._owned(request.name)
         if not owned or group:
-            logger.debug("ignored registration of %s by %s", request.name, request.address)
             return None
-        logger.info("defending %s against a registration by %s", request.name, request.address)
+        self._events.append(NameDefended(request.name, request.address))
         return build_negative_name_registration_response(
             request.trn_id, request.name, request.address, nb_flags=request.nb_flags
         )
 
     def _answer_node_status(self, query: NodeStatusQuery) -> bytes | None:
         if not self._in_scope(query.name):
-            logger.debug("ignored node status for %s: scope is not %r", query.name, self.scope)
+            self._drop(f"node status for {query.name}: scope is not {self.scope!r}")
             return None
         if not query.wildcard and not self._owned(query.name)[0]:
-            logger.debug("ignored node status for %s: not ours", query.name)
+            self._drop(f"node status for {query.name}: not ours")
             return None
         # ACT on every name, G on group names: what Windows and nmbd list
         # (netbios.pcap frame 55, samba-smbclient-nmbd-netns.pcap frame 90). Like nmbd, leave
@@ -198,7 +211,6 @@ class NameService:
         ]
         capacity = node_status_capacity(query.name)
         if len(table) > capacity:
-            logger.debug("node status lists %d of %d names: datagram full", capacity, len(table))
+            self._drop(f"node status lists {capacity} of {len(table)} names: datagram full")
             table = table[:capacity]
-        logger.debug("answering node status for %s with %d names", query.name, len(table))
         return build_node_status_response(query.trn_id, query.name, table, unit_id=self.mac)

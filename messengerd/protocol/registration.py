@@ -1,9 +1,10 @@
-"""B-node name registration, refresh and release (RFC 1002 §5.1.1), sans-I/O, and its driver.
+"""B-node name registration, refresh and release (RFC 1002 §5.1.1), without I/O.
 
-`Registrar` is the machine: it is told the time and what arrived, and hands back the
-packets to broadcast and what became of each name. It never touches a socket or a clock,
-so the unit tests drive it with numbers. `RegistrationRunner` is the asyncio glue: it feeds
-the machine the loop's clock, sends its broadcasts, and lets the daemon `await register()`.
+`Registrar` is the machine, in h11's shape (messengerd.protocol.events): it is told the time
+(`register`, `release`, `expire(now)`) and the answers that arrived (`receive_answer`), and
+`next_event` hands back the packets to broadcast and what became of each name;
+`next_deadline` says when to call `expire` again. It never touches a socket or a clock, so
+the unit tests drive it with numbers. The asyncio runner is messengerd.transport.registration.
 
 A name's life, as Windows 98 lived it (dos_win98_smb_netbeui.pcap frames 21-36):
 three NAME REGISTRATION REQUESTs (0x2910) with one NAME_TRN_ID, BCAST_REQ_RETRY_TIMEOUT
@@ -21,10 +22,11 @@ nmbd refreshes the names it holds at a name server. A TTL of 0 means forever: no
 
 from __future__ import annotations
 
+import collections
 import enum
-import logging
 from dataclasses import dataclass
 
+from messengerd.protocol.events import NEED_DATA, Dropped, Sentinel
 from messengerd.wire.names import NetBIOSName
 from messengerd.wire.nbns import (
     DEFAULT_TTL,
@@ -36,8 +38,6 @@ from messengerd.wire.nbns import (
     build_name_registration_request,
     build_name_release_request,
 )
-
-log = logging.getLogger(__name__)
 
 BCAST_REQ_RETRY_TIMEOUT = 0.25
 """Seconds between a B node's broadcast requests (RFC 1002 §6: 250 milliseconds)."""
@@ -79,7 +79,17 @@ class NameConflict:
     rcode: int
 
 
-Event = Broadcast | NameRegistered | NameConflict
+@dataclass(frozen=True)
+class LateObjection:
+    """`owner` objected to `name` after it became ours (RCODE `rcode`); we keep it, as a B
+    node that has sent its overwrite demand does (RFC 1002 §5.1.1)."""
+
+    name: NetBIOSName
+    owner: str
+    rcode: int
+
+
+Event = Broadcast | NameRegistered | NameConflict | LateObjection | Dropped
 
 
 class _State(enum.Enum):
@@ -104,8 +114,9 @@ def _bare(name: NetBIOSName) -> NetBIOSName:
 class Registrar:
     """The names this node registers by broadcast, and where each one stands.
 
-    Sans-I/O: `register`, `release`, `receive` and `poll` take the time in seconds on any
-    monotonic clock and return events; `next_deadline()` says when to poll again.
+    `register`, `release` and `expire` take the time in seconds on any monotonic clock;
+    what they and `receive_answer` bring comes out of `next_event()`; `next_deadline()`
+    says when to call `expire` again.
     """
 
     def __init__(
@@ -129,6 +140,7 @@ class Registrar:
         self.scope = scope
         self._next_trn_id = first_trn_id % TRN_ID_MODULUS
         self._names: dict[NetBIOSName, _Name] = {}
+        self._events: collections.deque[Event] = collections.deque()
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -147,14 +159,14 @@ class Registrar:
         return any(e.state is not _State.REGISTERED for e in self._names.values())
 
     def next_deadline(self) -> float | None:
-        """When `poll` next has something to do; None when nothing is scheduled."""
+        """When `expire` next has something to do; None when nothing is scheduled."""
         dues = [e.due for e in self._names.values() if e.due is not None]
         return min(dues) if dues else None
 
     # -- inputs ----------------------------------------------------------------------------
 
     def register(self, name: NetBIOSName, now: float) -> None:
-        """Start registering `name`; the first request goes out at the next poll.
+        """Start registering `name`; the first request goes out at the next expire().
 
         ValueError for a name already registered or being registered. A name being
         released is taken back: its remaining releases are not sent.
@@ -175,7 +187,7 @@ class Registrar:
             del self._names[name]
 
     def release(self, name: NetBIOSName, now: float) -> None:
-        """Give `name` up: release requests go out from the next poll on.
+        """Give `name` up: release requests go out from the next expire() on.
 
         A registration still under way is dropped without a release; an unknown name is
         ignored.
@@ -196,62 +208,63 @@ class Registrar:
         for name in list(self._names):
             self.release(name, now)
 
-    def receive(
+    def receive_answer(
         self, response: RegistrationResponse | WaitForAcknowledgement, source: str
-    ) -> list[Event]:
+    ) -> None:
         """A name registration response (or WACK) that came to us from `source`."""
         name = _bare(response.name)
         entry = self._names.get(name)
         kind = type(response).__name__
         if entry is None or entry.trn_id != response.trn_id:
-            log.debug("ignored %s for %s from %s: not our transaction", kind, name, source)
-            return []
+            self._events.append(Dropped(f"{kind} for {name} from {source}: not ours"))
+            return
         if isinstance(response, WaitForAcknowledgement) or response.positive:
             # Only a name server sends these, to P and M nodes (RFC 1002 §4.2.5, §4.2.16);
             # a B node keeps waiting for objections.
-            log.debug("ignored %s for %s from %s: we are a B node", kind, name, source)
-            return []
+            self._events.append(Dropped(f"{kind} for {name} from {source}: we are a B node"))
+            return
         if entry.state is not _State.REGISTERING:
-            log.warning(
-                "%s objects to our %s of %s (RCODE %d) too late; keeping it",
-                source, entry.state.value, name, response.rcode,
-            )  # fmt: skip
-            return []
+            self._events.append(LateObjection(name, source, response.rcode))
+            return
         del self._names[name]
-        return [NameConflict(name, source, response.rcode)]
+        self._events.append(NameConflict(name, source, response.rcode))
 
-    def poll(self, now: float) -> list[Event]:
-        """Everything due by `now`: broadcasts to send, names that became ours."""
-        events: list[Event] = []
+    def next_event(self) -> Event | Sentinel:
+        """The next broadcast to send or name settled, or NEED_DATA."""
+        return self._events.popleft() if self._events else NEED_DATA
+
+    def expire(self, now: float) -> None:
+        """Everything due by `now`: broadcasts to send, names that became ours (as events)."""
         for name, entry in list(self._names.items()):
             if entry.due is None or entry.due > now:
                 continue
             if entry.state is _State.REGISTERING:
-                events += self._poll_registering(name, entry, now)
+                self._expire_registering(name, entry, now)
             elif entry.state is _State.REGISTERED:
-                events.append(self._send(name, "refresh", entry.trn_id))
+                self._events.append(self._send(name, "refresh", entry.trn_id))
                 entry.trn_id = self._trn_id()
                 entry.due = self._refresh_due(now)
             else:
-                events.append(self._send(name, "release", entry.trn_id))
+                self._events.append(self._send(name, "release", entry.trn_id))
                 entry.sends_left -= 1
                 if entry.sends_left:
                     entry.due = now + self.retry_timeout
                 else:
                     del self._names[name]
-        return events
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _poll_registering(self, name: NetBIOSName, entry: _Name, now: float) -> list[Event]:
+    def _expire_registering(self, name: NetBIOSName, entry: _Name, now: float) -> None:
         if entry.sends_left:
             entry.sends_left -= 1
             # The pause after the last request is the time left for objections.
             entry.due = now + self.retry_timeout
-            return [self._send(name, "registration", entry.trn_id)]
+            self._events.append(self._send(name, "registration", entry.trn_id))
+            return
         entry.state = _State.REGISTERED
         entry.due = self._refresh_due(now)
-        return [self._send(name, "overwrite demand", entry.trn_id), NameRegistered(name)]
+        self._events.append(self._send(name, "overwrite demand", entry.trn_id))
+        self._events.append(NameRegistered(name))
 
     def _refresh_due(self, now: float) -> float | None:
         return now + self.ttl * REFRESH_FRACTION if self.ttl else None

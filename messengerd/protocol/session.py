@@ -1,15 +1,21 @@
-"""The session path without I/O: NBSS frames and the SMB message commands on TCP 139
+"""The session service's server side without I/O: NBSS frames and the SMB message commands
 (RFC 1002 §4.3, [MS-MSRP] §2.2.3, PROTOCOL.md §3-4).
 
-Feed received bytes to `SessionMachine.receive_data`; it returns what to send, the messages
-that completed, and when to close. A completed message is not acknowledged until the caller
-has stored it: it answers with `message_stored()` or `message_refused()`, writes those bytes,
-then calls `receive_data(b"")` so that frames which arrived meanwhile are processed. While a
-message awaits that answer no further frame is processed, so replies leave in request order.
+h11's shape (messengerd.protocol.events): feed the peer's bytes to `receive_data`, take
+events from `next_event` until it says NEED_DATA. A completed message comes out as
+MessageReceived; the machine is then PAUSED, processing no further frame, until the caller
+answers with `send(MessageAccepted())` or `send(MessageRefused(reason))` and writes the reply
+those return. So replies leave in request order, and a sender is told its message arrived
+only once the caller has stored it.
+
+The same machine serves a TCP session (NBSS framing), a session of the Windows NetBIOS API
+(NCB framing: each receive is one SMB, with no NBSS header, PROTOCOL.md §9), a pcap replay
+and the fuzzers.
 """
 
 from __future__ import annotations
 
+import collections
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,11 +23,17 @@ from typing import ClassVar
 
 from messengerd.core import limits
 from messengerd.protocol.events import (
+    NEED_DATA,
+    PAUSED,
     CloseConnection,
     Directory,
     Dropped,
+    MessageAccepted,
     MessageReceived,
+    MessageRefused,
+    RefusalReason,
     SendData,
+    Sentinel,
 )
 from messengerd.wire import nbss, smb
 from messengerd.wire.errors import WireError
@@ -32,8 +44,9 @@ from messengerd.wire.text import DEFAULT_CODEPAGE
 SessionEvent = SendData | MessageReceived | CloseConnection | Dropped
 
 MAX_BUFFERED_BYTES = 2 * (nbss.NBSS_HEADER_LENGTH + limits.MAX_SESSION_FRAME)
-"""Input held between calls. Complete frames are processed at once, so this fills only while a
-message awaits storage; senders wait for each reply, so two frames' worth is already a flood."""
+"""Input held between calls. Frames are taken as they complete, so this fills only while a
+message awaits the caller's answer; senders wait for each reply, so two frames' worth is
+already a flood."""
 
 FIRST_MESSAGE_GROUP_ID = 0
 """The MessageGroupId of a session's first D5 reply; later groups count up from it. 0 because a
@@ -41,6 +54,25 @@ sender that ignores the reply's id sends 0: smbclient does, after smbd's WordCou
 (samba-smbclient capture, frame 104), so its first message still arrives."""
 MAX_MESSAGE_GROUP_ID = 0xFFFF
 """MessageGroupId is 16 bits ([MS-MSRP] §2.2.3.2.2); after it the ids wrap to 0."""
+
+REFUSAL_ERRORS: dict[RefusalReason, smb.SMBError] = {
+    "no_room": smb.ERROR_NO_ROOM,
+    "not_an_alias": smb.ERROR_MESSAGING_OFF,
+    "denied": smb.ERROR_MESSAGING_OFF,
+}
+"""The error a refused message's D0 or D6 is answered with: ERRnoroom, "no room for message",
+for a store that failed, so the sender tries again; ERRmsgoff, "not receiving messages",
+for a message this host will not take ([MS-CIFS] §2.2.2.4)."""
+
+
+class Framing(enum.Enum):
+    """How SMBs reach the machine."""
+
+    NBSS = "nbss"
+    """RFC 1002 §4.3 frames on a TCP stream: a session request, then session messages."""
+    NCB = "ncb"
+    """One SMB per receive_data(), as NCBRECV hands them; the session is already established
+    to the name NCBLISTEN listened on (PROTOCOL.md §9)."""
 
 
 class SessionState(enum.Enum):
@@ -52,7 +84,7 @@ class SessionState(enum.Enum):
 
 
 class SessionStateError(RuntimeError):
-    """The caller drove the machine out of order, e.g. message_stored() with no message pending."""
+    """The caller drove the machine out of order, e.g. send() with no message pending."""
 
 
 @dataclass
@@ -66,7 +98,7 @@ class _MessageGroup:
 
 
 class SessionMachine:
-    """One TCP session of the session service, from first byte to close, without I/O."""
+    """One session of the session service, server side, from first byte to close."""
 
     def __init__(
         self,
@@ -74,266 +106,285 @@ class SessionMachine:
         *,
         require_session_request: bool = False,
         codepage: str = DEFAULT_CODEPAGE,
+        framing: Framing = Framing.NBSS,
+        called_name: NetBIOSName | None = None,
     ) -> None:
         """`require_session_request`: close a session whose first frame is not a SESSION
         REQUEST (RFC 1002 §5.3), instead of taking SMB directly as on a non-139 port.
-        `codepage`: the OEM code page a To field is compared in against our aliases."""
+        `codepage`: the OEM code page a To field is compared in against our aliases.
+        `framing`: NBSS for a TCP stream, NCB for the NetBIOS API, which establishes the
+        session itself: give it the `called_name` it listened on."""
+        if framing is Framing.NCB and called_name is None:
+            raise ValueError("an NCB session needs the called name it was established to")
         self.directory = directory
         self.require_session_request = require_session_request
         self.codepage = codepage
+        self.framing = framing
         self.state = SessionState.AWAITING_SESSION
         self.called_name: NetBIOSName | None = None
-        """The alias the SESSION REQUEST called; None for a session that began with SMB."""
+        """The alias the session was called on; None for a session that began with SMB."""
+        self.frames_received = 0
+        """Whole frames taken so far: a driver's idle timer counts these, not bytes."""
         self._buffer = bytearray()
+        self._frames: collections.deque[bytes] = collections.deque()
+        self._events: collections.deque[SessionEvent] = collections.deque()
         self._group: _MessageGroup | None = None
         self._pending: SMBHeader | None = None
+        self._peer_closed = False
         self._next_group_id = FIRST_MESSAGE_GROUP_ID
+        if framing is Framing.NCB:
+            self.state = SessionState.ESTABLISHED
+            self.called_name = called_name
 
     @property
     def message_pending(self) -> bool:
-        """True from a MessageReceived until message_stored() or message_refused()."""
+        """True from a MessageReceived until the caller's send() answers it."""
         return self._pending is not None
 
-    # The caller's side.
+    # -- the caller's side -----------------------------------------------------------------
 
-    def receive_data(self, data: bytes) -> list[SessionEvent]:
-        """Take bytes from the peer (b"" to resume after a message); return what follows.
+    def receive_data(self, data: bytes) -> None:
+        """Take bytes from the peer; b"" when the peer closed its side.
 
-        Only a CloseConnection (input overflowing while the message waits) may follow a
-        MessageReceived in its list, and nothing follows a CloseConnection.
-        Never raises for any input: what cannot be read ends in a reply or a CloseConnection.
+        With NCB framing each call is one whole SMB. Input over MAX_BUFFERED_BYTES (a peer
+        that does not wait for replies) ends the session with a CloseConnection event.
         """
         if self.state is SessionState.CLOSED:
-            return []
-        self._buffer += data
-        events: list[SessionEvent] = []
-        try:
-            while self._pending is None and self.state is not SessionState.CLOSED:
+            return
+        if not data:
+            self._peer_closed = True
+        elif self.framing is Framing.NCB:
+            self._frames.append(bytes(data))
+        else:
+            self._buffer += data
+        held = len(self._buffer) + sum(len(frame) for frame in self._frames)
+        if held > MAX_BUFFERED_BYTES:
+            self._close(f"peer sent {held} bytes without waiting for replies")
+
+    def next_event(self) -> SessionEvent | Sentinel:
+        """The next event; PAUSED while a message awaits send(); NEED_DATA for more input.
+
+        Never raises for anything the peer sent: what cannot be read ends in an error reply
+        or a CloseConnection. A bug in the machine raises.
+        """
+        while not self._events:
+            if self.state is SessionState.CLOSED:
+                return NEED_DATA
+            if self._pending is not None:
+                return PAUSED
+            try:
                 frame = self._next_frame()
                 if frame is None:
-                    break
-                events += self._handle_frame(frame)
-        except WireError as exc:
-            events += self._close(str(exc))
-        except Exception as exc:  # a bug must end this session, not the listener
-            events += self._close(f"internal error: {exc!r}")
-        if self.state is not SessionState.CLOSED and len(self._buffer) > MAX_BUFFERED_BYTES:
-            events += self._close(
-                f"peer sent {len(self._buffer)} bytes without waiting for replies"
-            )
-        return events
+                    if not self._peer_closed:
+                        return NEED_DATA
+                    self._close("the caller closed the session")
+                    continue
+                self.frames_received += 1
+                self._handle_frame(*frame)
+            except WireError as exc:
+                # Bytes that cannot be a session packet, or an SMB without its header: no
+                # reply can echo what was never there.
+                self._close(str(exc))
+        return self._events.popleft()
 
-    def message_stored(self) -> bytes:
-        """The success reply to the D0 or D6 that completed the pending message."""
-        request = self._take_pending()
-        return nbss.session_message(smb.build_success_reply(request))
+    def send(self, answer: MessageAccepted | MessageRefused) -> bytes:
+        """The reply to the D0 or D6 that completed the pending message, for `answer`.
 
-    def message_refused(self, error: smb.SMBError = smb.ERROR_NO_ROOM) -> bytes:
-        """An error reply to the D0 or D6 of the pending message; by default ERRSRV/ERRnoroom,
-        "no room for message", for a store that failed ([MS-CIFS] §2.2.2.4)."""
-        request = self._take_pending()
-        return nbss.session_message(smb.build_error_reply(request, error))
+        SessionStateError when no message is pending.
+        """
+        request = self._pending
+        if request is None:
+            raise SessionStateError("no message is waiting for an answer")
+        self._pending = None
+        if isinstance(answer, MessageAccepted):
+            return self._framed(smb.build_success_reply(request))
+        return self._framed(smb.build_error_reply(request, REFUSAL_ERRORS[answer.reason]))
 
-    def _take_pending(self) -> SMBHeader:
-        if self._pending is None:
-            raise SessionStateError("no message is waiting to be stored")
-        request, self._pending = self._pending, None
-        return request
+    # -- framing (RFC 1002 §4.3.1) ---------------------------------------------------------
 
-    # Framing (RFC 1002 §4.3.1).
-
-    def _next_frame(self) -> bytes | None:
-        """The next whole frame out of the buffer, or None until more bytes arrive."""
+    def _next_frame(self) -> tuple[int, bytes] | None:
+        """The next whole frame's type and payload, or None until more bytes arrive."""
+        if self.framing is Framing.NCB:
+            return (nbss.SESSION_MESSAGE, self._frames.popleft()) if self._frames else None
         if len(self._buffer) < nbss.NBSS_HEADER_LENGTH:
             return None
-        _, length = nbss.frame_header(self._buffer)
+        packet_type, length = nbss.frame_header(self._buffer)
         if length > limits.MAX_SESSION_FRAME:
             raise WireError(f"session packet of {length} bytes exceeds {limits.MAX_SESSION_FRAME}")
         end = nbss.NBSS_HEADER_LENGTH + length
         if len(self._buffer) < end:
             return None
-        frame = bytes(self._buffer[:end])
+        payload = bytes(self._buffer[nbss.NBSS_HEADER_LENGTH : end])
         del self._buffer[:end]
-        return frame
+        return packet_type, payload
 
-    def _handle_frame(self, frame: bytes) -> list[SessionEvent]:
-        packet_type, _ = nbss.frame_header(frame)
+    def _framed(self, reply: bytes) -> bytes:
+        """An SMB reply as this session carries it."""
+        return reply if self.framing is Framing.NCB else nbss.session_message(reply)
+
+    def _handle_frame(self, packet_type: int, payload: bytes) -> None:
         handler = self._FRAME_HANDLERS.get((self.state, packet_type))
         if handler is None:
             kind = nbss.SESSION_PACKET_TYPES[packet_type]
-            return self._close(f"{kind} is not expected from a caller in state {self.state.value}")
-        return handler(self, frame)
+            self._close(f"{kind} is not expected from a caller in state {self.state.value}")
+            return
+        handler(self, payload)
 
-    def _close(self, reason: str) -> list[SessionEvent]:
+    def _close(self, reason: str) -> None:
         self.state = SessionState.CLOSED
         self._buffer.clear()
+        self._frames.clear()
         self._group = None
-        return [CloseConnection(reason)]
+        self._events.append(CloseConnection(reason))
 
-    # Session packets (RFC 1002 §4.3.2-4.3.7).
+    # -- session packets (RFC 1002 §4.3.2-4.3.7) -------------------------------------------
 
-    def _on_session_request(self, frame: bytes) -> list[SessionEvent]:
+    def _on_session_request(self, payload: bytes) -> None:
         try:
-            called, _ = nbss.parse_session_request(frame)
+            called, _ = nbss.parse_session_request_body(payload)
         except WireError:
-            return [
-                SendData(nbss.negative_response(nbss.UNSPECIFIED_ERROR)),
-                *self._close("SESSION REQUEST names do not decode"),
-            ]
+            self._events.append(SendData(nbss.negative_response(nbss.UNSPECIFIED_ERROR)))
+            self._close("SESSION REQUEST names do not decode")
+            return
         if not self.directory.is_local(called):
             # RFC 1002 §4.3.4; smbclient then retries with *SMBSERVER<20>.
-            return [
-                SendData(nbss.negative_response(nbss.CALLED_NAME_NOT_PRESENT)),
-                *self._close(f"called name {called} not present"),
-            ]
+            self._events.append(SendData(nbss.negative_response(nbss.CALLED_NAME_NOT_PRESENT)))
+            self._close(f"called name {called} not present")
+            return
         self.state = SessionState.ESTABLISHED
         self.called_name = called
-        return [SendData(nbss.positive_response())]
+        self._events.append(SendData(nbss.positive_response()))
 
-    def _on_first_session_message(self, frame: bytes) -> list[SessionEvent]:
+    def _on_first_session_message(self, payload: bytes) -> None:
         if self.require_session_request:
-            return self._close("SMB before a SESSION REQUEST")
+            self._close("SMB before a SESSION REQUEST")
+            return
         # smbclient -M on a port other than 139 sends its D5 straight away (PROTOCOL.md §4).
         self.state = SessionState.ESTABLISHED
-        return self._on_session_message(frame)
+        self._on_session_message(payload)
 
-    def _on_keep_alive(self, frame: bytes) -> list[SessionEvent]:
-        # RFC 1002 §4.3.7: the receiver discards it; no reply.
-        return []
+    def _on_keep_alive(self, payload: bytes) -> None:
+        pass  # RFC 1002 §4.3.7: the receiver discards it; no reply.
 
-    def _on_session_message(self, frame: bytes) -> list[SessionEvent]:
-        if len(frame) == nbss.NBSS_HEADER_LENGTH:
-            return [Dropped("empty SESSION MESSAGE")]
-        # struct, not the scapy layers: they cost milliseconds a frame (bench/README.md).
-        header = smb.parse_header(frame[nbss.NBSS_HEADER_LENGTH :])
+    def _on_session_message(self, payload: bytes) -> None:
+        if not payload:
+            self._events.append(Dropped("empty SESSION MESSAGE"))
+            return
+        header = smb.parse_header(payload)
         if header.Flags & smb.SMB_FLAGS_REPLY:
             # Answering a reply could start a loop with a peer as strict as we are.
-            return [Dropped(f"reply to {smb.command_name(header.Command)} from the caller")]
-        command = header.Command
-        handler = self._COMMAND_HANDLERS.get(command)
+            self._events.append(Dropped(f"reply to {smb.command_name(header.Command)}"))
+            return
+        handler = self._COMMAND_HANDLERS.get(header.Command)
         if handler is None:
             # D1-D4 bodies are unconfirmed (PROTOCOL.md §4); NEGOTIATE and the rest are not ours.
-            return self._refuse(
-                header, smb.ERROR_UNKNOWN_SMB, f"{smb.command_name(command)} is not served"
-            )
+            name = smb.command_name(header.Command)
+            self._refuse(header, smb.ERROR_UNKNOWN_SMB, f"{name} is not served")
+            return
         try:
-            body = smb.parse_request(
-                command, frame[nbss.NBSS_HEADER_LENGTH + smb.SMB_HEADER_LENGTH :]
-            )
+            body = smb.parse_request(header.Command, payload[smb.SMB_HEADER_LENGTH :])
         except WireError as exc:
-            return self._refuse(header, smb.ERROR_INVALID_PARAMETER, str(exc))
-        return handler(self, header, body)
+            self._refuse(header, smb.ERROR_INVALID_PARAMETER, str(exc))
+            return
+        handler(self, header, body)
 
-    # SMB message commands ([MS-MSRP] §2.2.3, §3.2.4.4).
+    # -- SMB message commands ([MS-MSRP] §2.2.3, §3.2.4.4) ---------------------------------
 
-    def _on_send_message(self, header: SMBHeader, body: MessageRequest) -> list[SessionEvent]:
-        refusal = self._check_names(header, body.OriginatorName, body.DestinationName)
-        if refusal:
-            return refusal
+    def _on_send_message(self, header: SMBHeader, body: MessageRequest) -> None:
+        if not self._names_acceptable(header, body.OriginatorName, body.DestinationName):
+            return
         text = body.Data
         # Blocks over MAX_BLOCK_TEXT_BYTES are taken (senders exceed it); only the total counts.
         if len(text) > limits.MAX_TEXT_BYTES:
-            return self._refuse(
-                header, smb.ERROR_NO_ROOM, f"D0 text of {len(text)} bytes is over the limit"
-            )
-        self._pending = header
-        return [self._message(body.OriginatorName, body.DestinationName, text)]
+            reason = f"D0 text of {len(text)} bytes is over the limit"
+            self._refuse(header, smb.ERROR_NO_ROOM, reason)
+            return
+        self._message(header, body.OriginatorName, body.DestinationName, text)
 
-    def _on_send_start(self, header: SMBHeader, body: MessageRequest) -> list[SessionEvent]:
-        refusal = self._check_names(header, body.OriginatorName, body.DestinationName)
-        if refusal:
-            return refusal
-        events: list[SessionEvent] = []
+    def _on_send_start(self, header: SMBHeader, body: MessageRequest) -> None:
+        if not self._names_acceptable(header, body.OriginatorName, body.DestinationName):
+            return
         if self._group is not None:
             # smbd, too, drops an unfinished group when a new D5 comes.
-            events.append(
-                Dropped(f"message group {self._group.message_group_id} never ended; discarded")
-            )
+            group = self._group.message_group_id
+            self._events.append(Dropped(f"message group {group} never ended; discarded"))
         group_id = self._next_group_id
         self._next_group_id = (group_id + 1) % (MAX_MESSAGE_GROUP_ID + 1)
         self._group = _MessageGroup(group_id, body.OriginatorName, body.DestinationName)
-        events.append(self._reply(smb.build_success_reply(header, group_id)))
-        return events
+        self._reply(smb.build_success_reply(header, group_id))
 
-    def _on_send_text(self, header: SMBHeader, body: MessageRequest) -> list[SessionEvent]:
+    def _on_send_text(self, header: SMBHeader, body: MessageRequest) -> None:
         group = self._group_for(body.MessageGroupId)
         if group is None:
-            return self._refuse_out_of_group(header, "D7", body.MessageGroupId)
+            self._refuse_out_of_group(header, "D7", body.MessageGroupId)
+            return
         block = body.Data
         if len(group.text) + len(block) > limits.MAX_TEXT_BYTES:
             self._group = None
-            return self._refuse(
-                header,
-                smb.ERROR_NO_ROOM,
+            reason = (
                 f"message group {group.message_group_id} is over {limits.MAX_TEXT_BYTES} "
-                "text bytes; discarded",
+                "text bytes; discarded"
             )
+            self._refuse(header, smb.ERROR_NO_ROOM, reason)
+            return
         group.text += block
-        return [self._reply(smb.build_success_reply(header))]
+        self._reply(smb.build_success_reply(header))
 
-    def _on_send_end(self, header: SMBHeader, body: MessageRequest) -> list[SessionEvent]:
+    def _on_send_end(self, header: SMBHeader, body: MessageRequest) -> None:
         group = self._group_for(body.MessageGroupId)
         if group is None:
-            return self._refuse_out_of_group(header, "D6", body.MessageGroupId)
+            self._refuse_out_of_group(header, "D6", body.MessageGroupId)
+            return
         self._group = None
-        self._pending = header
-        return [self._message(group.sender, group.recipient, bytes(group.text))]
+        self._message(header, group.sender, group.recipient, bytes(group.text))
 
-    # Helpers for the handlers.
+    # -- helpers for the handlers ----------------------------------------------------------
 
-    def _check_names(
-        self, header: SMBHeader, sender: bytes, recipient: bytes
-    ) -> list[SessionEvent] | None:
-        """A refusal when From or To is too long, or, with no SESSION REQUEST, To is not ours."""
+    def _names_acceptable(self, header: SMBHeader, sender: bytes, recipient: bytes) -> bool:
+        """False, with the refusal queued, when From or To is too long, or, with no session
+        request, To is not ours."""
         for label, value in (("From", sender), ("To", recipient)):
             if len(value) > limits.MAX_FIELD_BYTES:
-                return self._refuse(
-                    header,
-                    smb.ERROR_INVALID_PARAMETER,
-                    f"{label} field of {len(value)} bytes is over {limits.MAX_FIELD_BYTES}",
-                )
+                reason = f"{label} field of {len(value)} bytes is over {limits.MAX_FIELD_BYTES}"
+                self._refuse(header, smb.ERROR_INVALID_PARAMETER, reason)
+                return False
         if self.called_name is None:
             # No session request named the alias, so To is the only address there is.
             alias = recipient_name(recipient, self.codepage)
             if alias is None or not self.directory.is_local(alias):
                 # ERRmsgoff, "not receiving messages": true of this name on this host.
-                return self._refuse(
-                    header, smb.ERROR_MESSAGING_OFF, f"To {recipient!r} is not an alias of ours"
-                )
-        return None
+                reason = f"To {recipient!r} is not an alias of ours"
+                self._refuse(header, smb.ERROR_MESSAGING_OFF, reason)
+                return False
+        return True
 
     def _group_for(self, message_group_id: int) -> _MessageGroup | None:
         if self._group is None or self._group.message_group_id != message_group_id:
             return None
         return self._group
 
-    def _refuse_out_of_group(
-        self, header: SMBHeader, command: str, message_group_id: int
-    ) -> list[SessionEvent]:
+    def _refuse_out_of_group(self, header: SMBHeader, command: str, group: int) -> None:
         # smbd answers a D7/D6 with no D5 with NT_STATUS_INVALID_PARAMETER (DOS form
         # ERRDOS/ERRinvalidparam for clients that did not ask for NT status); so do we.
-        return self._refuse(
-            header,
-            smb.ERROR_INVALID_PARAMETER,
-            f"{command} for message group {message_group_id}, which no D5 opened",
-        )
+        reason = f"{command} for message group {group}, which no D5 opened"
+        self._refuse(header, smb.ERROR_INVALID_PARAMETER, reason)
 
-    def _message(self, sender: bytes, recipient: bytes, text: bytes) -> MessageReceived:
+    def _message(self, request: SMBHeader, sender: bytes, recipient: bytes, text: bytes) -> None:
         if not recipient and self.called_name is not None:
             recipient = self.called_name.name
-        return MessageReceived(sender=sender, recipient=recipient, text=text, path="session")
+        self._pending = request
+        self._events.append(MessageReceived(sender, recipient, text, path="session"))
 
-    def _refuse(self, header: SMBHeader, error: smb.SMBError, reason: str) -> list[SessionEvent]:
-        reply = smb.build_error_reply(header, error)
-        return [Dropped(f"{reason}: answered {error}"), self._reply(reply)]
+    def _refuse(self, header: SMBHeader, error: smb.SMBError, reason: str) -> None:
+        self._events.append(Dropped(f"{reason}: answered {error}"))
+        self._reply(smb.build_error_reply(header, error))
 
-    @staticmethod
-    def _reply(reply: bytes) -> SendData:
-        return SendData(nbss.session_message(reply))
+    def _reply(self, reply: bytes) -> None:
+        self._events.append(SendData(self._framed(reply)))
 
-    # The state machine, as tables.
+    # -- the state machine, as tables ------------------------------------------------------
 
-    _FRAME_HANDLERS: ClassVar[dict[tuple[SessionState, int], Callable[..., list[SessionEvent]]]] = {
+    _FRAME_HANDLERS: ClassVar[dict[tuple[SessionState, int], Callable[..., None]]] = {
         (SessionState.AWAITING_SESSION, nbss.SESSION_REQUEST): _on_session_request,
         (SessionState.AWAITING_SESSION, nbss.SESSION_MESSAGE): _on_first_session_message,
         (SessionState.AWAITING_SESSION, nbss.SESSION_KEEP_ALIVE): _on_keep_alive,
@@ -344,7 +395,7 @@ class SessionMachine:
     second SESSION REQUEST (smbd: "multiple session request not permitted"), or a response
     packet from a caller."""
 
-    _COMMAND_HANDLERS: ClassVar[dict[int, Callable[..., list[SessionEvent]]]] = {
+    _COMMAND_HANDLERS: ClassVar[dict[int, Callable[..., None]]] = {
         smb.SMB_COM_SEND_MESSAGE: _on_send_message,
         smb.SMB_COM_SEND_START_MB_MESSAGE: _on_send_start,
         smb.SMB_COM_SEND_TEXT_MB_MESSAGE: _on_send_text,

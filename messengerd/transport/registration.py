@@ -9,13 +9,14 @@ from collections.abc import Callable
 
 from messengerd.core import lmerr
 from messengerd.core.lmerr import NetError
+from messengerd.protocol.events import Dropped
 from messengerd.protocol.registration import (
     TRN_ID_MODULUS,
     Broadcast,
-    Event,
+    LateObjection,
+    NameConflict,
     NameRegistered,
     Registrar,
-    _bare,
 )
 from messengerd.wire.names import NetBIOSName
 from messengerd.wire.nbns import RegistrationResponse, WaitForAcknowledgement
@@ -27,7 +28,7 @@ class RegistrationRunner:
     """Runs a Registrar on the event loop: sends its broadcasts, wakes it when due.
 
     `send` puts one packet on the wire to the broadcast address; it must not block.
-    Hand it every registration response the name service receives (`response_received`).
+    Hand it every registration answer the name service receives (`answer_received`).
     """
 
     def __init__(self, registrar: Registrar, send: Callable[[bytes], None]) -> None:
@@ -47,7 +48,7 @@ class RegistrationRunner:
 
     async def register(self, name: NetBIOSName) -> None:
         """Register `name`; return once it is ours, NetError(NERR_DuplicateName) if it is not."""
-        name = _bare(name)
+        name = NetBIOSName(name.name, name.suffix)
         if self._task.done():
             raise NetError(lmerr.NERR_NetworkError, "name registration is not running")
         future: asyncio.Future[None] = self._loop.create_future()
@@ -68,11 +69,12 @@ class RegistrationRunner:
         self.registrar.release(name, self._loop.time())
         self._wake.set()
 
-    def response_received(
+    def answer_received(
         self, response: RegistrationResponse | WaitForAcknowledgement, source: str
     ) -> None:
         """A registration response the name service received from `source`."""
-        self._handle(self.registrar.receive(response, source))
+        self.registrar.receive_answer(response, source)
+        self._handle()
 
     async def close(self, *, release: bool = True) -> None:
         """Stop: registrations under way fail, and with `release` every name we hold is
@@ -92,7 +94,8 @@ class RegistrationRunner:
     async def _run(self) -> None:
         try:
             while True:
-                self._handle(self.registrar.poll(self._loop.time()))
+                self.registrar.expire(self._loop.time())
+                self._handle()
                 if not self.registrar.busy:
                     self._idle.set()
                 deadline = self.registrar.next_deadline()
@@ -114,8 +117,10 @@ class RegistrationRunner:
             if not future.done():
                 future.set_exception(error)
 
-    def _handle(self, events: list[Event]) -> None:
-        for event in events:
+    def _handle(self) -> None:
+        """Carry out what the machine has to say."""
+        while True:
+            event = self.registrar.next_event()
             if isinstance(event, Broadcast):
                 log.debug("broadcasting name %s for %s", event.what, event.name)
                 try:
@@ -124,7 +129,7 @@ class RegistrationRunner:
                     log.warning("name %s for %s not sent: %s", event.what, event.name, exc)
             elif isinstance(event, NameRegistered):
                 self._resolve(event.name, None)
-            else:
+            elif isinstance(event, NameConflict):
                 log.warning(
                     "%s is registered by %s (RCODE %d): not ours",
                     event.name, event.owner, event.rcode,
@@ -133,6 +138,15 @@ class RegistrationRunner:
                     event.name,
                     NetError(lmerr.NERR_DuplicateName, f"{event.name} is held by {event.owner}"),
                 )
+            elif isinstance(event, LateObjection):
+                log.warning(
+                    "%s objects to %s (RCODE %d) after it became ours; keeping it",
+                    event.owner, event.name, event.rcode,
+                )  # fmt: skip
+            elif isinstance(event, Dropped):
+                log.debug("registration: ignored %s", event.reason)
+            else:
+                return
 
     def _resolve(self, name: NetBIOSName, error: NetError | None) -> None:
         future = self._waiting.get(name)

@@ -1,25 +1,32 @@
-"""The name service (UDP 137) and datagram service (UDP 138) listeners."""
+"""The name service (UDP 137) and datagram service (UDP 138) listeners.
+
+Each feeds every datagram to its machine and carries out the events that come back. A bug
+in a machine costs the datagram that found it, logged with its traceback, never the
+listener: asyncio would otherwise close the socket that the network feeds.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from functools import lru_cache
 
-from messengerd.core.limits import REASSEMBLY_TIMEOUT
 from messengerd.protocol.datagram import DatagramService
-from messengerd.protocol.events import Dropped, MessageReceived
-from messengerd.protocol.nameservice import NameService
+from messengerd.protocol.events import Dropped, MessageReceived, SendData
+from messengerd.protocol.nameservice import NameDefended, NameService, RegistrationAnswer
 from messengerd.transport.netif import local_address_for
+from messengerd.transport.session import Accept
+from messengerd.wire.nbns import RegistrationResponse, WaitForAcknowledgement
 
 log = logging.getLogger(__name__)
 
-Deliver = Callable[[MessageReceived, str], Awaitable[bool]]
+AnswerReceived = Callable[[RegistrationResponse | WaitForAcknowledgement, str], None]
+"""Who registers our names: told of each registration answer that reaches us."""
 
 
 class NameServiceProtocol(asyncio.DatagramProtocol):
-    """Feeds each UDP 137 datagram to a NameService and sends its answer back to the peer.
+    """Feeds each UDP 137 datagram to a NameService and sends its answers.
 
     The protocol on the broadcast address's socket is given the unicast socket's transport
     to answer from: a reply from the broadcast socket would carry that address as source.
@@ -29,6 +36,8 @@ class NameServiceProtocol(asyncio.DatagramProtocol):
         self.service = service
         self.bind = bind
         self.transport: asyncio.DatagramTransport | None = None
+        self.answer_received: AnswerReceived | None = None
+        """Set once our own names are being registered (transport.registration)."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.transport is None:
@@ -36,13 +45,25 @@ class NameServiceProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         local_ip = self.bind if self.bind != "0.0.0.0" else _local_address(addr[0])
+        service = self.service
         try:
-            reply = self.service.receive(data, local_ip=local_ip, source=addr[0])
+            service.receive_data(data, source=addr, local_ip=local_ip)
+            while True:
+                event = service.next_event()
+                if isinstance(event, SendData):
+                    if self.transport is not None and event.address is not None:
+                        self.transport.sendto(event.data, event.address)
+                elif isinstance(event, RegistrationAnswer):
+                    if self.answer_received is not None:
+                        self.answer_received(event.response, event.source)
+                elif isinstance(event, NameDefended):
+                    log.info("defending %s against a registration by %s", event.name, event.address)
+                elif isinstance(event, Dropped):
+                    log.debug("name service: %s", event.reason)
+                else:
+                    return
         except Exception:
             log.exception("name service packet from %s:%d dropped", *addr)
-            return
-        if reply is not None and self.transport is not None:
-            self.transport.sendto(reply, addr)
 
     def error_received(self, exc: Exception) -> None:
         log.debug("name service socket: %s", exc)
@@ -55,43 +76,57 @@ class NameServiceProtocol(asyncio.DatagramProtocol):
 
 
 class DatagramServiceProtocol(asyncio.DatagramProtocol):
-    """Feeds each UDP 138 datagram to a DatagramService and delivers what it completes."""
+    """Feeds each UDP 138 datagram to a DatagramService; each message it completes is
+    accepted in a task of its own (a mailslot write has no reply to wait for)."""
 
-    def __init__(self, service: DatagramService, deliver: Deliver) -> None:
+    def __init__(self, service: DatagramService, accept: Accept) -> None:
         self.service = service
-        self.deliver = deliver
+        self.accept = accept
         self.loop = asyncio.get_running_loop()
-        self.tasks: set[asyncio.Task[bool]] = set()
-        self.expiry = self.loop.create_task(self._expire_forever())
+        self.accepting: set[asyncio.Task[object]] = set()
+        self._expiry: asyncio.TimerHandle | None = None
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         peer = f"{addr[0]}:{addr[1]}"
         try:
-            events = self.service.receive(data, peer=addr, now=self.loop.time())
+            self.service.receive_data(data, peer=addr, now=self.loop.time())
+            self._carry_out_events(peer)
         except Exception:
             log.exception("datagram from %s dropped", peer)
-            return
-        for event in events:
+        self._schedule_expiry()
+
+    def _carry_out_events(self, peer: str) -> None:
+        while True:
+            event = self.service.next_event()
             if isinstance(event, MessageReceived):
-                task = self.loop.create_task(self.deliver(event, peer))
-                self.tasks.add(task)
-                task.add_done_callback(self.tasks.discard)
+                task = self.loop.create_task(self.accept(event, peer))
+                self.accepting.add(task)
+                task.add_done_callback(self.accepting.discard)
             elif isinstance(event, Dropped):
-                log.debug("datagram from %s dropped: %s", peer, event.reason)
+                log.debug("datagram from %s dropped: %s", peer or "?", event.reason)
+            else:
+                return
+
+    def _schedule_expiry(self) -> None:
+        deadline = self.service.next_deadline()
+        if deadline is not None and self._expiry is None:
+            self._expiry = self.loop.call_at(deadline, self._expire)
+
+    def _expire(self) -> None:
+        self._expiry = None
+        self.service.expire(self.loop.time())
+        self._carry_out_events("")
+        self._schedule_expiry()
 
     def error_received(self, exc: Exception) -> None:
         log.debug("datagram socket: %s", exc)
 
-    async def _expire_forever(self) -> None:
-        while True:
-            await asyncio.sleep(REASSEMBLY_TIMEOUT / 2)
-            for event in self.service.expire(self.loop.time()):
-                log.debug("datagram reassembly dropped: %s", event.reason)
-
     async def close(self) -> None:
-        """Stop expiring and wait for deliveries already under way."""
-        self.expiry.cancel()
-        await asyncio.gather(self.expiry, *self.tasks, return_exceptions=True)
+        """Stop expiring and wait for the messages being accepted."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            self._expiry = None
+        await asyncio.gather(*self.accepting, return_exceptions=True)
 
 
 @lru_cache(maxsize=256)

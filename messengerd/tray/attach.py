@@ -1,4 +1,4 @@
-"""`messengerd tray` attached to a running daemon through its control channel (control.py).
+"""`messengerd tray` attached to a running daemon through its control channel's client.
 
 Aliases are requests on short connections; new messages arrive on one `subscribe`
 connection, read by a thread that hands each to the GUI. When the daemon goes away the
@@ -17,7 +17,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from messengerd.control.server import ControlClient, ControlError
+from messengerd.control.client import ControlClient
+from messengerd.control.protocol import ControlError
 from messengerd.core.lmerr import NetError
 from messengerd.core.message import Message
 from messengerd.core.store.inbox import StoredMessage

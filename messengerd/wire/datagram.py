@@ -1,15 +1,14 @@
-"""NetBIOS datagrams on UDP 138 (RFC 1002 §4.4) and the `\\MAILSLOT\\MESSNGR` writes they carry.
+"""NetBIOS datagrams on UDP 138 (RFC 1002 §4.4) and the `\\MAILSLOT\\MESSNGR` writes they carry,
+read and built with struct.
 
 Three layers, outside in (PROTOCOL.md §5):
 - the datagram service header and its two NetBIOS names (RFC 1002 §4.4.1-4.4.5);
-- an SMB_COM_TRANSACTION mailslot write ([MS-MAIL] §2.2.1, [MS-CIFS] §2.2.4.33.1), dissected
-  and built with scapy's SMB_Header / SMBMailslot_Write;
+- an SMB_COM_TRANSACTION mailslot write ([MS-MAIL] §2.2.1, [MS-CIFS] §2.2.4.33.1);
 - the Messenger payload `From\\0To\\0Text`.
 
-scapy's NBTDatagram is not used for the datagram header: it reads each name as exactly 34
-bytes (so a name with a NetBIOS scope shifts every later field), accepts letters outside A-P,
-and has no layout for error (0x13) or query (0x14-0x16) datagrams. The layers below replace it
-in scapy's own declarative style.
+The scapy layers in messengerd.wire.layers.datagram (and scapy's own SMBMailslot_Write) are
+the reference definition: tests hold these functions to the same fields and bytes
+(tests/unit/wire/test_datagram_codec.py).
 """
 
 from __future__ import annotations
@@ -17,15 +16,12 @@ from __future__ import annotations
 import ipaddress
 import struct
 from dataclasses import dataclass
-from typing import Any, ClassVar, NamedTuple
-
-from scapy.fields import ByteEnumField, Field, FlagsField, IPField, ShortField
-from scapy.layers.smb import SMB_Header, SMBMailslot_Write
-from scapy.packet import Packet, Raw
+from typing import NamedTuple
 
 from messengerd.core.limits import MAX_DATAGRAM_BYTES, MAX_FIELD_BYTES, MAX_TEXT_BYTES
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import MAX_ENCODED_NAME_LENGTH, NetBIOSName, decode_first_level
+from messengerd.wire.smb import SMB1_PROTOCOL, SMB_HEADER_LENGTH, build_request_header
 
 NETBIOS_DATAGRAM_PORT = 138
 """UDP port of the NetBIOS datagram service (RFC 1002 §4.4)."""
@@ -63,7 +59,6 @@ NODE_TYPE_P = 0x04
 NODE_TYPE_M = 0x08
 NODE_TYPE_NBDD = 0x0C
 """SNT 11: sent by a datagram distribution server; Microsoft's H nodes use it too."""
-_FLAG_NAMES = {FLAG_MORE: "MORE", FLAG_FIRST: "FIRST", 0x04: "SNT_P", 0x08: "SNT_M"}
 
 # ERROR_CODE values of an error datagram (RFC 1002 §4.4.3).
 DESTINATION_NAME_NOT_PRESENT = 0x82
@@ -87,9 +82,8 @@ MAX_DATAGRAM_WIRE_BYTES = DATAGRAM_HEADER_LENGTH + 2 * MAX_ENCODED_NAME_LENGTH +
 """Longest datagram worth dissecting: two names at their longest and our user-data bound."""
 
 # SMB_COM_TRANSACTION as a mailslot write ([MS-CIFS] §2.2.4.33.1, [MS-MAIL] §2.2.1).
-SMB_MAGIC = b"\xffSMB"
-SMB_HEADER_LENGTH = 32
 SMB_COMMAND_OFFSET = 4
+"""Command follows the 4-byte Protocol field ([MS-CIFS] §2.2.3.1)."""
 SMB_COM_TRANSACTION = 0x25
 MAILSLOT_SETUP_COUNT = 3
 """A mailslot write has three setup words: opcode, priority, class ([MS-MAIL] §2.2.1)."""
@@ -114,100 +108,15 @@ MESSENGER_DATAGRAM_BYTES = 424
 """Senders keep a Messenger datagram near 424 bytes and split longer text over several
 datagrams, each a whole message (PROTOCOL.md §5)."""
 
-
-class NetBIOSScopedNameField(Field[NetBIOSName, bytes]):
-    """A first-level encoded name with its scope labels (RFC 1001 §14.1, RFC 1002 §4.1).
-
-    scapy's NetBIOSNameField is a fixed 31 bytes and leaves the suffix and root label to two
-    more fields, so it cannot read a name with a scope.
-    """
-
-    def __init__(self, name: str, default: NetBIOSName) -> None:
-        super().__init__(name, default, fmt="s")
-
-    def i2len(self, pkt: Packet | None, x: NetBIOSName) -> int:
-        return len(x.encode())
-
-    def addfield(self, pkt: Packet | None, s: bytes, val: NetBIOSName | None) -> bytes:
-        return s + (val if val is not None else self.default).encode()
-
-    def getfield(self, pkt: Packet | None, s: bytes) -> tuple[bytes, NetBIOSName]:
-        name, end = decode_first_level(s)
-        # A scope label holding a dot cannot come back out of NetBIOSName unchanged; refusing it
-        # keeps every parsed name exactly as long on the wire as name.encode().
-        if name.encode() != s[:end]:
-            raise WireError("NetBIOS scope label contains a dot")
-        return s[end:], name
-
-    def i2repr(self, pkt: Packet | None, x: NetBIOSName) -> str:
-        return str(x)
-
-
-def _header_fields(msg_type: int) -> list[Field[Any, Any]]:
-    """MSG_TYPE, FLAGS, DGM_ID, SOURCE_IP, SOURCE_PORT: common to every datagram (RFC 1002 §4.4)."""
-    return [
-        ByteEnumField("MsgType", msg_type, MSG_TYPES),
-        FlagsField("Flags", FLAG_FIRST, 8, _FLAG_NAMES),
-        ShortField("DgmID", 0),
-        IPField("SourceIP", "0.0.0.0"),
-        ShortField("SourcePort", NETBIOS_DATAGRAM_PORT),
-    ]
-
-
-class NBTDirectDatagram(Packet):
-    """Direct unique, direct group or broadcast datagram, or a fragment of one (RFC 1002 §4.4.2).
-
-    The payload is the user data: an SMB (a mailslot write) when whole, raw bytes in a fragment.
-    """
-
-    name = "NBT Direct Datagram"
-    fields_desc: ClassVar[list[Field[Any, Any]]] = [
-        *_header_fields(DIRECT_UNIQUE),
-        ShortField("DgmLength", None),
-        ShortField("PacketOffset", 0),
-        NetBIOSScopedNameField("SourceName", NetBIOSName(b"")),
-        NetBIOSScopedNameField("DestinationName", NetBIOSName(b"")),
-    ]
-
-    def names_length(self) -> int:
-        """Bytes of the two encoded names, the part of DGM_LENGTH that is not user data."""
-        return len(self.SourceName.encode()) + len(self.DestinationName.encode())
-
-    def post_build(self, pkt: bytes, pay: bytes) -> bytes:
-        if self.DgmLength is None:
-            # DGM_LENGTH sits in bytes 10-11 and counts both names and the user data.
-            length = len(pkt) - DATAGRAM_HEADER_LENGTH + len(pay)
-            pkt = pkt[:10] + struct.pack("!H", length) + pkt[12:]
-        return pkt + pay
-
-    def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
-        user_data_length = max(0, self.DgmLength - self.names_length())
-        return s[:user_data_length], s[user_data_length:]
-
-    def guess_payload_class(self, payload: bytes) -> type[Packet]:
-        if self.PacketOffset == 0 and not self.Flags & FLAG_MORE and payload[:4] == SMB_MAGIC:
-            return SMB_Header
-        return Raw
-
-
-class NBTDatagramError(Packet):
-    """Error datagram: no length, offset or names, one ERROR_CODE byte (RFC 1002 §4.4.3)."""
-
-    name = "NBT Datagram Error"
-    fields_desc: ClassVar[list[Field[Any, Any]]] = [
-        *_header_fields(DATAGRAM_ERROR),
-        ByteEnumField("ErrorCode", DESTINATION_NAME_NOT_PRESENT, ERROR_CODES),
-    ]
-
-
-class NBTDatagramQuery(Packet):
-    """Datagram query request or its positive/negative response: a name only (RFC 1002 §4.4.4-5)."""
-
-    name = "NBT Datagram Query"
-    fields_desc: ClassVar[list[Field[Any, Any]]] = [
-        *_header_fields(DATAGRAM_QUERY_REQUEST),
-        NetBIOSScopedNameField("DestinationName", NetBIOSName(b"")),
-    ]
+_COMMON = struct.Struct("!BBH4sH")
+"""MSG_TYPE, FLAGS, DGM_ID, SOURCE_IP, SOURCE_PORT: how every datagram opens (RFC 1002 §4.4)."""
+_LENGTHS = struct.Struct("!HH")
+"""DGM_LENGTH and PACKET_OFFSET after the common fields of a direct datagram (RFC 1002 §4.4.2)."""
+_TRANSACTION_WORDS = struct.Struct("<BHHHHBBHIHHHHHBB3HH")
+"""SMB_COM_TRANSACTION after the header: WordCount, TotalParameterCount, TotalDataCount,
+MaxParameterCount, MaxDataCount, MaxSetupCount, Reserved1, Flags, Timeout, Reserved2,
+ParameterCount, ParameterOffset, DataCount, DataOffset, SetupCount, Reserved3, the three
+Setup words and ByteCount ([MS-CIFS] §2.2.4.33.1)."""
 
 
 @dataclass(frozen=True)
@@ -306,30 +215,38 @@ def parse_datagram(data: bytes) -> Datagram:
     raise WireError(f"unknown datagram MSG_TYPE 0x{msg_type:02X}")
 
 
+def _common_fields(data: bytes) -> tuple[int, int, int, str, int]:
+    """MSG_TYPE, FLAGS, DGM_ID, SOURCE_IP (dotted) and SOURCE_PORT (RFC 1002 §4.4.1)."""
+    msg_type, flags, datagram_id, source_ip, source_port = _COMMON.unpack_from(data, 0)
+    return msg_type, flags, datagram_id, str(ipaddress.IPv4Address(source_ip)), source_port
+
+
 def _parse_direct(data: bytes) -> DirectDatagram:
     """Header, names and user data of a 0x10-0x12 datagram, DGM_LENGTH checked (§4.4.2)."""
     if len(data) < DATAGRAM_HEADER_LENGTH:
         raise WireError(f"datagram header is {len(data)} bytes, not {DATAGRAM_HEADER_LENGTH}")
-    packet = NBTDirectDatagram(data, stop_dissection_after=NBTDirectDatagram)
-    names_length = packet.names_length()
+    msg_type, flags, datagram_id, source_ip, source_port = _common_fields(data)
+    dgm_length, packet_offset = _LENGTHS.unpack_from(data, _COMMON.size)
+    source_name, end = decode_first_level(data, DATAGRAM_HEADER_LENGTH)
+    destination_name, end = decode_first_level(data, end)
+    names_length = end - DATAGRAM_HEADER_LENGTH
     available = len(data) - DATAGRAM_HEADER_LENGTH
-    if packet.DgmLength < names_length:
-        raise WireError(f"DGM_LENGTH {packet.DgmLength} is shorter than the two names")
-    if packet.DgmLength > available:
-        raise WireError(f"DGM_LENGTH {packet.DgmLength} but only {available} bytes follow")
-    user_data_start = DATAGRAM_HEADER_LENGTH + names_length
-    user_data = data[user_data_start : DATAGRAM_HEADER_LENGTH + packet.DgmLength]
+    if dgm_length < names_length:
+        raise WireError(f"DGM_LENGTH {dgm_length} is shorter than the two names")
+    if dgm_length > available:
+        raise WireError(f"DGM_LENGTH {dgm_length} but only {available} bytes follow")
+    user_data = data[end : DATAGRAM_HEADER_LENGTH + dgm_length]
     if len(user_data) > MAX_DATAGRAM_BYTES:
         raise WireError(f"{len(user_data)} bytes of user data; at most {MAX_DATAGRAM_BYTES}")
     return DirectDatagram(
-        msg_type=packet.MsgType,
-        flags=int(packet.Flags),
-        datagram_id=packet.DgmID,
-        source_ip=packet.SourceIP,
-        source_port=packet.SourcePort,
-        packet_offset=packet.PacketOffset,
-        source_name=packet.SourceName,
-        destination_name=packet.DestinationName,
+        msg_type=msg_type,
+        flags=flags,
+        datagram_id=datagram_id,
+        source_ip=source_ip,
+        source_port=source_port,
+        packet_offset=packet_offset,
+        source_name=source_name,
+        destination_name=destination_name,
         user_data=user_data,
     )
 
@@ -338,35 +255,21 @@ def _parse_error(data: bytes) -> DatagramError:
     """An error datagram, exactly 11 bytes, with a known ERROR_CODE (RFC 1002 §4.4.3)."""
     if len(data) != DATAGRAM_ERROR_LENGTH:
         raise WireError(f"error datagram is {len(data)} bytes, not {DATAGRAM_ERROR_LENGTH}")
-    packet = NBTDatagramError(data)
-    if packet.ErrorCode not in ERROR_CODES:
-        raise WireError(f"unknown datagram ERROR_CODE 0x{packet.ErrorCode:02X}")
-    return DatagramError(
-        msg_type=packet.MsgType,
-        flags=int(packet.Flags),
-        datagram_id=packet.DgmID,
-        source_ip=packet.SourceIP,
-        source_port=packet.SourcePort,
-        error_code=packet.ErrorCode,
-    )
+    error_code = data[_COMMON.size]
+    if error_code not in ERROR_CODES:
+        raise WireError(f"unknown datagram ERROR_CODE 0x{error_code:02X}")
+    return DatagramError(*_common_fields(data), error_code=error_code)
 
 
 def _parse_query(data: bytes) -> DatagramQuery:
     """A query datagram: header and one name, nothing after it (RFC 1002 §4.4.4-4.4.5)."""
     if len(data) < DATAGRAM_QUERY_HEADER_LENGTH:
         raise WireError(f"query datagram is {len(data)} bytes, shorter than its header")
-    packet = NBTDatagramQuery(data)
-    trailing = len(data) - DATAGRAM_QUERY_HEADER_LENGTH - len(packet.DestinationName.encode())
+    destination_name, end = decode_first_level(data, DATAGRAM_QUERY_HEADER_LENGTH)
+    trailing = len(data) - end
     if trailing:
         raise WireError(f"{trailing} bytes after a query datagram's destination name")
-    return DatagramQuery(
-        msg_type=packet.MsgType,
-        flags=int(packet.Flags),
-        datagram_id=packet.DgmID,
-        source_ip=packet.SourceIP,
-        source_port=packet.SourcePort,
-        destination_name=packet.DestinationName,
-    )
+    return DatagramQuery(*_common_fields(data), destination_name=destination_name)
 
 
 def parse_mailslot_write(user_data: bytes) -> MailslotWrite:
@@ -378,12 +281,11 @@ def parse_mailslot_write(user_data: bytes) -> MailslotWrite:
     """
     if len(user_data) < TRANSACTION_NAME_OFFSET:
         raise WireError(f"mailslot write of {len(user_data)} bytes is truncated")
-    if user_data[:4] != SMB_MAGIC:
+    if user_data[:4] != SMB1_PROTOCOL:
         raise WireError("user data is not an SMB")
     command = user_data[SMB_COMMAND_OFFSET]
     if command != SMB_COM_TRANSACTION:
         raise WireError(f"SMB command 0x{command:02X} is not SMB_COM_TRANSACTION")
-    # Both counts decide where scapy's fields fall, so they are checked before it reads them.
     word_count = user_data[SMB_HEADER_LENGTH]
     if word_count != TRANSACTION_WORD_COUNT:
         raise WireError(f"WordCount {word_count} is not {TRANSACTION_WORD_COUNT}")
@@ -393,19 +295,18 @@ def parse_mailslot_write(user_data: bytes) -> MailslotWrite:
     name_end = user_data.find(b"\x00", TRANSACTION_NAME_OFFSET) + 1
     if not name_end:
         raise WireError("mailslot name has no terminating NUL")
-    # Only the words and the name go to scapy: its Data field would go on to decode browse and
-    # logon payloads, and the data is located by DataOffset below anyway.
-    write = SMBMailslot_Write(user_data[SMB_HEADER_LENGTH:name_end])
-    if write.Setup[0] != MAILSLOT_WRITE:
-        raise WireError(f"transaction opcode {write.Setup[0]} is not a mailslot write")
-    data_offset, data_count = write.DataBufferOffset, write.DataLen
+    words = _TRANSACTION_WORDS.unpack_from(user_data, SMB_HEADER_LENGTH)
+    data_count, data_offset, opcode = words[12], words[13], words[16]
+    if opcode != MAILSLOT_WRITE:
+        raise WireError(f"transaction opcode {opcode} is not a mailslot write")
     if data_offset < name_end:
         raise WireError(f"DataOffset {data_offset} points into the words or the mailslot name")
     if data_offset + data_count > len(user_data):
         raise WireError(
             f"DataOffset {data_offset} + DataCount {data_count} runs past {len(user_data)} bytes"
         )
-    return MailslotWrite(bytes(write.Name), user_data[data_offset : data_offset + data_count])
+    mailslot_name = user_data[TRANSACTION_NAME_OFFSET : name_end - 1]
+    return MailslotWrite(mailslot_name, user_data[data_offset : data_offset + data_count])
 
 
 def parse_messenger_payload(payload: bytes) -> MessengerPayload:
@@ -457,16 +358,31 @@ def build_mailslot_write(
     byte_count = len(mailslot_name) + 1 + pad + len(data)
     if pad < 0 or byte_count > MAX_DGM_LENGTH:
         raise WireError(f"mailslot write of {byte_count} bytes does not fit an SMB")
-    header = SMB_Header(Command=SMB_COM_TRANSACTION, Flags=0, Flags2=0)
-    write = SMBMailslot_Write(
-        Timeout=0,
-        Setup=[MAILSLOT_WRITE, MAILSLOT_PRIORITY, MAILSLOT_CLASS_UNRELIABLE],
-        DataBufferOffset=TRANSACTION_NAME_OFFSET + len(mailslot_name) + 1 + pad,
-        ByteCount=byte_count,
-        Name=mailslot_name,
-        Data=data,
+    data_offset = TRANSACTION_NAME_OFFSET + len(mailslot_name) + 1 + pad
+    words = _TRANSACTION_WORDS.pack(
+        TRANSACTION_WORD_COUNT,
+        0,  # TotalParameterCount: a mailslot write has no parameters
+        len(data),  # TotalDataCount
+        0,  # MaxParameterCount
+        0,  # MaxDataCount
+        0,  # MaxSetupCount
+        0,  # Reserved1
+        0,  # Flags
+        0,  # Timeout
+        0,  # Reserved2
+        0,  # ParameterCount
+        0,  # ParameterOffset
+        len(data),  # DataCount
+        data_offset,
+        MAILSLOT_SETUP_COUNT,
+        0,  # Reserved3
+        MAILSLOT_WRITE,
+        MAILSLOT_PRIORITY,
+        MAILSLOT_CLASS_UNRELIABLE,
+        byte_count,
     )
-    return bytes(header / write)
+    name = mailslot_name + b"\x00" + bytes(pad)
+    return build_request_header(SMB_COM_TRANSACTION) + words + name + data
 
 
 def build_datagram(
@@ -487,7 +403,6 @@ def build_datagram(
     try:
         ipaddress.IPv4Address(source_ip)
     except ValueError as exc:
-        # Checked here because scapy's IPField would take a host name and resolve it.
         raise WireError(f"source IP {source_ip!r} is not an IPv4 address") from exc
     for label, value, bound in (
         ("DGM_ID", datagram_id, 0xFFFF),
@@ -497,19 +412,14 @@ def build_datagram(
     ):
         if not 0 <= value <= bound:
             raise WireError(f"{label} {value} is outside 0..{bound}")
-    packet = NBTDirectDatagram(
-        MsgType=msg_type,
-        Flags=flags,
-        DgmID=datagram_id,
-        SourceIP=source_ip,
-        SourcePort=source_port,
-        PacketOffset=packet_offset,
-        SourceName=source_name,
-        DestinationName=destination_name,
-    )
-    if packet.names_length() + len(user_data) > MAX_DGM_LENGTH:
+    names = source_name.encode() + destination_name.encode()
+    dgm_length = len(names) + len(user_data)
+    if dgm_length > MAX_DGM_LENGTH:
         raise WireError(f"{len(user_data)} bytes of user data do not fit DGM_LENGTH")
-    return bytes(packet / Raw(user_data))
+    header = _COMMON.pack(
+        msg_type, flags, datagram_id, ipaddress.IPv4Address(source_ip).packed, source_port
+    ) + _LENGTHS.pack(dgm_length, packet_offset)
+    return header + names + user_data
 
 
 def build_mailslot_datagrams(

@@ -1,14 +1,13 @@
-"""NetBIOS name service packets, UDP 137 (RFC 1002 §4.2): scapy layers, a strict parser, builders.
+"""NetBIOS name service packets, UDP 137 (RFC 1002 §4.2): a strict parser and builders, struct.
 
-scapy's own `scapy.layers.netbios` lacks release, refresh and negative answers, cannot carry a
-scope, dispatches only on exact NM_FLAGS values and writes a wrong node status response
-(6 bytes too many, RDLENGTH fixed at 83). The layers here replace it for everything
-messengerd sends; `parse_nbns` turns received bytes into small typed packets.
-
-`parse_nbns` does not dissect with scapy: scapy pads truncated fields and turns a failing
-payload into Raw without a word, so every length would have to be checked again anyway.
-The layers and the parser share one dispatch (`_packet_class`) and are tested against each
-other and against real captures.
+`parse_nbns` turns received bytes into small typed packets; the `build_*` functions write every
+packet messengerd sends. scapy's own `scapy.layers.netbios` lacks release, refresh and negative
+answers, cannot carry a scope, dispatches only on exact NM_FLAGS values and writes a wrong node
+status response (6 bytes too many, RDLENGTH fixed at 83); the layers in
+messengerd.wire.layers.nbns replace it and are the reference definition. The layers and the
+parser share one dispatch (`packet_kind`), and tests hold the builders to the layers' bytes
+and the parser to what the layers dissect, on built packets, real captures and generated
+fields (tests/unit/wire/test_nbns_codec.py).
 """
 
 from __future__ import annotations
@@ -17,25 +16,6 @@ import ipaddress
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from scapy.config import conf
-from scapy.fields import (
-    BitEnumField,
-    BitField,
-    Field,
-    FieldLenField,
-    IntField,
-    IPField,
-    MACField,
-    PacketListField,
-    ShortEnumField,
-    ShortField,
-    StrFixedLenField,
-    XByteField,
-    XShortField,
-    XStrFixedLenField,
-)
-from scapy.packet import Packet, bind_top_down
 
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import (
@@ -164,16 +144,7 @@ RESPONSE_COUNTS = (0, 1, 0, 0)
 """Every response RFC 1002 §4.2 defines but one: a single answer record. The redirect name
 query response (§4.2.15) comes only from a name server to P and M nodes and is refused."""
 
-_OPCODE_NAMES = {
-    OPCODE_QUERY: "query",
-    OPCODE_REGISTRATION: "registration",
-    OPCODE_RELEASE: "release",
-    OPCODE_WACK: "WACK",
-    OPCODE_REFRESH: "refresh",
-    OPCODE_REFRESH_ALTERNATE: "refresh (9)",
-    OPCODE_MULTIHOMED_REGISTRATION: "multi-homed registration",
-}
-_RCODE_NAMES = {
+RCODE_NAMES = {
     0: "ok",
     FMT_ERR: "FMT_ERR",
     SRV_ERR: "SRV_ERR",
@@ -183,8 +154,7 @@ _RCODE_NAMES = {
     ACT_ERR: "ACT_ERR",
     CFT_ERR: "CFT_ERR",
 }
-_TYPE_NAMES = {TYPE_NULL: "NULL", TYPE_NB: "NB", TYPE_NBSTAT: "NBSTAT"}
-_CLASS_NAMES = {CLASS_IN: "IN"}
+"""RCODE values by their RFC 1002 names."""
 _NAME_REQUEST_OPCODES = frozenset(
     {
         OPCODE_REGISTRATION,
@@ -198,344 +168,16 @@ _REGISTRATION_RESPONSE_OPCODES = frozenset(
     {OPCODE_REGISTRATION, OPCODE_MULTIHOMED_REGISTRATION, OPCODE_REFRESH, OPCODE_REFRESH_ALTERNATE}
 )
 _WILDCARD = NetBIOSName.from_bytes16(WILDCARD_NAME)
-
-
-# --- scapy fields and layers -----------------------------------------------------------------
-
-
-class EncodedNameField(Field[NetBIOSName, bytes]):
-    """A first-level encoded NetBIOS name with its scope, held as a NetBIOSName (RFC 1002 §4.1)."""
-
-    def __init__(self, name: str, default: NetBIOSName) -> None:
-        Field.__init__(self, name, default)
-
-    def any2i(self, pkt: Packet | None, x: object) -> NetBIOSName:
-        if isinstance(x, NetBIOSName):
-            return x
-        if isinstance(x, bytes):
-            return NetBIOSName.from_bytes16(x)
-        raise WireError(f"{self.name} takes a NetBIOSName, not {x!r}")
-
-    def i2m(self, pkt: Packet | None, x: NetBIOSName | None) -> bytes:
-        return (x if x is not None else self.default).encode()
-
-    def i2len(self, pkt: Packet, x: NetBIOSName) -> int:
-        return len(self.i2m(pkt, x))
-
-    def addfield(self, pkt: Packet, s: bytes, val: NetBIOSName | None) -> bytes:
-        return s + self.i2m(pkt, val)
-
-    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, NetBIOSName]:
-        name, end = decode_first_level(s)
-        return s[end:], name
-
-    def i2repr(self, pkt: Packet | None, x: NetBIOSName) -> str:
-        return str(x)
-
-
-class RRNameField(EncodedNameField):
-    """An additional record's RR_NAME: the `C0 0C` pointer to the question, or a full name."""
-
-    def any2i(self, pkt: Packet | None, x: object) -> NetBIOSName | int:  # type: ignore[override]
-        if isinstance(x, int):
-            return x
-        return super().any2i(pkt, x)
-
-    def i2m(self, pkt: Packet | None, x: NetBIOSName | int | None) -> bytes:  # type: ignore[override]
-        if x is None:
-            x = self.default
-        if isinstance(x, int):
-            return struct.pack("!H", x)
-        return x.encode()
-
-    def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, NetBIOSName | int]:  # type: ignore[override]
-        if s[:1] and s[0] & LABEL_POINTER == LABEL_POINTER:
-            if len(s) < 2:
-                raise WireError("label pointer is truncated")
-            return s[2:], struct.unpack("!H", s[:2])[0]
-        return super().getfield(pkt, s)
-
-    def i2repr(self, pkt: Packet | None, x: NetBIOSName | int) -> str:  # type: ignore[override]
-        if isinstance(x, int):
-            return f"pointer to offset {x & ~(LABEL_POINTER << 8)}"
-        return str(x)
-
-
-class NameServiceHeader(Packet):
-    """The name service packet header (RFC 1002 §4.2.1.1); the payload is chosen from it."""
-
-    name = "NBNS header"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        XShortField("NAME_TRN_ID", 0),
-        BitField("R", 0, 1),
-        BitEnumField("OPCODE", OPCODE_QUERY, 4, _OPCODE_NAMES),
-        BitField("AA", 0, 1),
-        BitField("TC", 0, 1),
-        BitField("RD", 0, 1),
-        BitField("RA", 0, 1),
-        BitField("RESERVED", 0, 2),
-        BitField("B", 0, 1),
-        BitEnumField("RCODE", 0, 4, _RCODE_NAMES),
-        ShortField("QDCOUNT", 0),
-        ShortField("ANCOUNT", 0),
-        ShortField("NSCOUNT", 0),
-        ShortField("ARCOUNT", 0),
-    ]
-
-    def guess_payload_class(self, payload: bytes) -> type[Packet]:
-        # Dispatch on the header and the record type, not on exact NM_FLAGS like scapy's
-        # own bindings: real senders vary B, RD and RA freely.
-        try:
-            _, end = decode_first_level(payload)
-            if len(payload) < end + 2:
-                raise WireError("no type after the name")
-            record_type = struct.unpack_from("!H", payload, end)[0]
-            return _packet_class(bool(self.R), self.OPCODE, self.RCODE, record_type)
-        except WireError:
-            return conf.raw_layer
-
-
-class AddrEntry(Packet):
-    """One ADDR_ENTRY: NB_FLAGS and NB_ADDRESS (RFC 1002 §4.2.13)."""
-
-    name = "NBNS ADDR_ENTRY"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        XShortField("NB_FLAGS", 0),
-        IPField("NB_ADDRESS", "0.0.0.0"),
-    ]
-
-    def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
-        return b"", s
-
-
-class NodeNameEntry(Packet):
-    """One NODE_NAME entry of a node status response (RFC 1002 §4.2.18)."""
-
-    name = "NBNS NODE_NAME"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        StrFixedLenField("NETBIOS_NAME", b" " * NETBIOS_NAME_LENGTH, NETBIOS_NAME_LENGTH),
-        XByteField("SUFFIX", 0),
-        XShortField("NAME_FLAGS", NAME_FLAG_ACT),
-    ]
-
-    def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
-        return b"", s
-
-
-class NameQueryRequest(Packet):
-    """NAME QUERY REQUEST (RFC 1002 §4.2.12)."""
-
-    name = "NBNS name query request"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        EncodedNameField("QUESTION_NAME", NetBIOSName(b"")),
-        ShortEnumField("QUESTION_TYPE", TYPE_NB, _TYPE_NAMES),
-        ShortEnumField("QUESTION_CLASS", CLASS_IN, _CLASS_NAMES),
-    ]
-
-
-class NodeStatusRequest(NameQueryRequest):
-    """NODE STATUS REQUEST (RFC 1002 §4.2.17), by default for the wildcard name `*`."""
-
-    name = "NBNS node status request"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        EncodedNameField("QUESTION_NAME", _WILDCARD),
-        ShortEnumField("QUESTION_TYPE", TYPE_NBSTAT, _TYPE_NAMES),
-        ShortEnumField("QUESTION_CLASS", CLASS_IN, _CLASS_NAMES),
-    ]
-
-
-class NameRegistrationRequest(Packet):
-    """NAME REGISTRATION REQUEST and NAME OVERWRITE REQUEST & DEMAND (RFC 1002 §4.2.2, §4.2.3)."""
-
-    name = "NBNS name registration request"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        EncodedNameField("QUESTION_NAME", NetBIOSName(b"")),
-        ShortEnumField("QUESTION_TYPE", TYPE_NB, _TYPE_NAMES),
-        ShortEnumField("QUESTION_CLASS", CLASS_IN, _CLASS_NAMES),
-        RRNameField("RR_NAME", QUESTION_NAME_POINTER),  # type: ignore[arg-type]
-        ShortEnumField("RR_TYPE", TYPE_NB, _TYPE_NAMES),
-        ShortEnumField("RR_CLASS", CLASS_IN, _CLASS_NAMES),
-        IntField("TTL", DEFAULT_TTL),
-        ShortField("RDLENGTH", ADDR_ENTRY_LENGTH),
-        XShortField("NB_FLAGS", ONT_B),
-        IPField("NB_ADDRESS", "0.0.0.0"),
-    ]
-
-
-class NameReleaseRequest(NameRegistrationRequest):
-    """NAME RELEASE REQUEST & DEMAND (RFC 1002 §4.2.9); the TTL is zero."""
-
-    name = "NBNS name release request"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        *NameRegistrationRequest.fields_desc[:6],
-        IntField("TTL", 0),
-        *NameRegistrationRequest.fields_desc[7:],
-    ]
-
-
-class NameRefreshRequest(NameRegistrationRequest):
-    """NAME REFRESH REQUEST (RFC 1002 §4.2.4), opcode 8 or Microsoft's 9."""
-
-    name = "NBNS name refresh request"
-
-
-class PositiveNameQueryResponse(Packet):
-    """POSITIVE NAME QUERY RESPONSE (RFC 1002 §4.2.13): one ADDR_ENTRY per address."""
-
-    name = "NBNS positive name query response"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        EncodedNameField("RR_NAME", NetBIOSName(b"")),
-        ShortEnumField("RR_TYPE", TYPE_NB, _TYPE_NAMES),
-        ShortEnumField("RR_CLASS", CLASS_IN, _CLASS_NAMES),
-        IntField("TTL", DEFAULT_TTL),
-        FieldLenField("RDLENGTH", None, length_of="ADDR_ENTRY"),
-        PacketListField("ADDR_ENTRY", [], AddrEntry, length_from=lambda pkt: pkt.RDLENGTH),
-    ]
-
-
-class NegativeNameQueryResponse(PositiveNameQueryResponse):
-    """NEGATIVE NAME QUERY RESPONSE (RFC 1002 §4.2.14): type NULL, TTL 0, no RDATA."""
-
-    name = "NBNS negative name query response"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        EncodedNameField("RR_NAME", NetBIOSName(b"")),
-        ShortEnumField("RR_TYPE", TYPE_NULL, _TYPE_NAMES),
-        ShortEnumField("RR_CLASS", CLASS_IN, _CLASS_NAMES),
-        IntField("TTL", 0),
-        FieldLenField("RDLENGTH", None, length_of="ADDR_ENTRY"),
-        PacketListField("ADDR_ENTRY", [], AddrEntry, length_from=lambda pkt: pkt.RDLENGTH),
-    ]
-
-
-class NodeStatusResponse(Packet):
-    """NODE STATUS RESPONSE (RFC 1002 §4.2.18) with RDLENGTH computed as 18 * NUM_NAMES + 47."""
-
-    name = "NBNS node status response"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        EncodedNameField("RR_NAME", _WILDCARD),
-        ShortEnumField("RR_TYPE", TYPE_NBSTAT, _TYPE_NAMES),
-        ShortEnumField("RR_CLASS", CLASS_IN, _CLASS_NAMES),
-        IntField("TTL", 0),
-        FieldLenField(
-            "RDLENGTH",
-            None,
-            length_of="NODE_NAME",
-            adjust=lambda pkt, x: x + NUM_NAMES_LENGTH + STATISTICS_LENGTH,
-        ),
-        FieldLenField("NUM_NAMES", None, fmt="B", count_of="NODE_NAME"),
-        PacketListField("NODE_NAME", [], NodeNameEntry, count_from=lambda pkt: pkt.NUM_NAMES),
-        MACField("UNIT_ID", "00:00:00:00:00:00"),
-        XStrFixedLenField("STATISTICS", b"", STATISTICS_LENGTH - UNIT_ID_LENGTH),
-    ]
-
-
-class NameRegistrationResponse(Packet):
-    """POSITIVE and NEGATIVE NAME REGISTRATION RESPONSE, END-NODE CHALLENGE and NAME CONFLICT
-    DEMAND: the RCODE tells them apart (RFC 1002 §4.2.5-4.2.8)."""
-
-    name = "NBNS name registration response"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        EncodedNameField("RR_NAME", NetBIOSName(b"")),
-        ShortEnumField("RR_TYPE", TYPE_NB, _TYPE_NAMES),
-        ShortEnumField("RR_CLASS", CLASS_IN, _CLASS_NAMES),
-        IntField("TTL", 0),
-        FieldLenField("RDLENGTH", None, length_of="ADDR_ENTRY"),
-        PacketListField("ADDR_ENTRY", [], AddrEntry, length_from=lambda pkt: pkt.RDLENGTH),
-    ]
-
-
-class NameReleaseResponse(NameRegistrationResponse):
-    """POSITIVE and NEGATIVE NAME RELEASE RESPONSE (RFC 1002 §4.2.10, §4.2.11)."""
-
-    name = "NBNS name release response"
-
-
-class WaitForAcknowledgementResponse(Packet):
-    """WAIT FOR ACKNOWLEDGEMENT (WACK) RESPONSE (RFC 1002 §4.2.16); RDATA echoes the flags."""
-
-    name = "NBNS WACK response"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        EncodedNameField("RR_NAME", NetBIOSName(b"")),
-        ShortEnumField("RR_TYPE", TYPE_NB, _TYPE_NAMES),
-        ShortEnumField("RR_CLASS", CLASS_IN, _CLASS_NAMES),
-        IntField("TTL", 0),
-        ShortField("RDLENGTH", WACK_RDATA_LENGTH),
-        XShortField("RDATA", 0),
-    ]
-
-
-# Building only: dissection goes through NameServiceHeader.guess_payload_class.
-bind_top_down(NameServiceHeader, NameQueryRequest, OPCODE=OPCODE_QUERY, QDCOUNT=1)
-bind_top_down(NameServiceHeader, NodeStatusRequest, OPCODE=OPCODE_QUERY, QDCOUNT=1)
-bind_top_down(
-    NameServiceHeader,
-    NameRegistrationRequest,
-    OPCODE=OPCODE_REGISTRATION,
-    RD=1,
-    QDCOUNT=1,
-    ARCOUNT=1,
-)
-bind_top_down(NameServiceHeader, NameReleaseRequest, OPCODE=OPCODE_RELEASE, QDCOUNT=1, ARCOUNT=1)
-bind_top_down(NameServiceHeader, NameRefreshRequest, OPCODE=OPCODE_REFRESH, QDCOUNT=1, ARCOUNT=1)
-bind_top_down(
-    NameServiceHeader, PositiveNameQueryResponse, R=1, OPCODE=OPCODE_QUERY, AA=1, RD=1, ANCOUNT=1
-)
-bind_top_down(
-    NameServiceHeader,
-    NegativeNameQueryResponse,
-    R=1,
-    OPCODE=OPCODE_QUERY,
-    AA=1,
-    RD=1,
-    RCODE=NAM_ERR,
-    ANCOUNT=1,
-)
-bind_top_down(NameServiceHeader, NodeStatusResponse, R=1, OPCODE=OPCODE_QUERY, AA=1, ANCOUNT=1)
-bind_top_down(
-    NameServiceHeader,
-    NameRegistrationResponse,
-    R=1,
-    OPCODE=OPCODE_REGISTRATION,
-    AA=1,
-    RD=1,
-    RA=1,
-    ANCOUNT=1,
-)
-bind_top_down(NameServiceHeader, NameReleaseResponse, R=1, OPCODE=OPCODE_RELEASE, AA=1, ANCOUNT=1)
-bind_top_down(
-    NameServiceHeader, WaitForAcknowledgementResponse, R=1, OPCODE=OPCODE_WACK, AA=1, ANCOUNT=1
-)
-
-
-def _packet_class(response: bool, opcode: int, rcode: int, record_type: int) -> type[Packet]:
-    """The layer for a header and the type of its first question or record (RFC 1002 §4.2)."""
-    if not response:
-        if opcode == OPCODE_QUERY:
-            if record_type == TYPE_NB:
-                return NameQueryRequest
-            if record_type == TYPE_NBSTAT:
-                return NodeStatusRequest
-            raise WireError(f"query for question type {record_type:#06x}")
-        if opcode in (OPCODE_REGISTRATION, OPCODE_MULTIHOMED_REGISTRATION):
-            return NameRegistrationRequest
-        if opcode == OPCODE_RELEASE:
-            return NameReleaseRequest
-        if opcode in (OPCODE_REFRESH, OPCODE_REFRESH_ALTERNATE):
-            return NameRefreshRequest
-        raise WireError(f"request with opcode {opcode} is not a name service operation")
-    if opcode == OPCODE_QUERY:
-        if record_type == TYPE_NBSTAT:
-            return NodeStatusResponse
-        if record_type in (TYPE_NB, TYPE_NULL):
-            return NegativeNameQueryResponse if rcode else PositiveNameQueryResponse
-        raise WireError(f"query response with record type {record_type:#06x}")
-    if opcode in _REGISTRATION_RESPONSE_OPCODES:
-        return NameRegistrationResponse
-    if opcode == OPCODE_RELEASE:
-        return NameReleaseResponse
-    if opcode == OPCODE_WACK:
-        return WaitForAcknowledgementResponse
-    raise WireError(f"response with opcode {opcode} is not a name service operation")
+_HEADER = struct.Struct("!6H")
+"""NAME_TRN_ID, the flags word and QDCOUNT, ANCOUNT, NSCOUNT, ARCOUNT (RFC 1002 §4.2.1.1)."""
+_QUESTION_FIXED = struct.Struct("!HH")
+"""QUESTION_TYPE, QUESTION_CLASS (RFC 1002 §4.2.1.2)."""
+_RR_FIXED = struct.Struct("!HHIH")
+"""RR_TYPE, RR_CLASS, TTL, RDLENGTH (RFC 1002 §4.2.1.3)."""
+_ADDR_ENTRY = struct.Struct("!H4s")
+"""NB_FLAGS, NB_ADDRESS (RFC 1002 §4.2.13)."""
+_NAME_FLAGS = struct.Struct("!H")
+"""A NODE_NAME entry's NAME_FLAGS, a WACK's RDATA, a label pointer (RFC 1002 §4.2)."""
 
 
 # --- typed packets ---------------------------------------------------------------------------
@@ -710,6 +352,41 @@ class WaitForAcknowledgement(NameServicePacket):
     request_flags: int
 
 
+def packet_kind(response: bool, opcode: int, record_type: int) -> type[NameServicePacket]:
+    """The packet a header and the type of its first question or record make (RFC 1002 §4.2).
+
+    The one dispatch of parse_nbns and of the layers (messengerd.wire.layers.nbns): on OPCODE,
+    the R bit and the record type, never on exact NM_FLAGS. Raises WireError for anything else.
+    """
+    if not response:
+        if opcode == OPCODE_QUERY:
+            if record_type == TYPE_NB:
+                return NameQuery
+            if record_type == TYPE_NBSTAT:
+                return NodeStatusQuery
+            raise WireError(f"query for question type {record_type:#06x}")
+        if opcode in (OPCODE_REGISTRATION, OPCODE_MULTIHOMED_REGISTRATION):
+            return NameRegistration
+        if opcode == OPCODE_RELEASE:
+            return NameRelease
+        if opcode in (OPCODE_REFRESH, OPCODE_REFRESH_ALTERNATE):
+            return NameRefresh
+        raise WireError(f"request with opcode {opcode} is not a name service operation")
+    if opcode == OPCODE_QUERY:
+        if record_type == TYPE_NBSTAT:
+            return NodeStatus
+        if record_type in (TYPE_NB, TYPE_NULL):
+            return QueryResponse
+        raise WireError(f"query response with record type {record_type:#06x}")
+    if opcode in _REGISTRATION_RESPONSE_OPCODES:
+        return RegistrationResponse
+    if opcode == OPCODE_RELEASE:
+        return ReleaseResponse
+    if opcode == OPCODE_WACK:
+        return WaitForAcknowledgement
+    raise WireError(f"response with opcode {opcode} is not a name service operation")
+
+
 # --- parsing ---------------------------------------------------------------------------------
 
 
@@ -728,7 +405,7 @@ def _read_question(data: bytes, offset: int) -> tuple[_Record, int]:
     name, offset = decode_first_level(data, offset)
     if len(data) < offset + QUESTION_FIXED_LENGTH:
         raise WireError("question is truncated after its name")
-    qtype, qclass = struct.unpack_from("!HH", data, offset)
+    qtype, qclass = _QUESTION_FIXED.unpack_from(data, offset)
     return _Record(name, qtype, qclass), offset + QUESTION_FIXED_LENGTH
 
 
@@ -750,7 +427,7 @@ def _read_record(data: bytes, offset: int) -> tuple[_Record, int]:
     name, offset = _read_rr_name(data, offset)
     if len(data) < offset + RR_FIXED_LENGTH:
         raise WireError("resource record is truncated after its name")
-    rtype, rclass, ttl, rdlength = struct.unpack_from("!HHIH", data, offset)
+    rtype, rclass, ttl, rdlength = _RR_FIXED.unpack_from(data, offset)
     offset += RR_FIXED_LENGTH
     if rdlength > len(data) - offset:
         raise WireError(f"RDLENGTH {rdlength} runs past the end of the packet")
@@ -805,7 +482,7 @@ def parse_nbns(data: bytes) -> NameServicePacket:
         raise WireError(f"name service packet of {len(data)} bytes is shorter than its header")
     if len(data) > MAX_MESSAGE_LENGTH:
         raise WireError(f"name service packet of {len(data)} bytes exceeds {MAX_MESSAGE_LENGTH}")
-    trn_id, flags, *counts = struct.unpack_from("!6H", data)
+    trn_id, flags, *counts = _HEADER.unpack_from(data)
     response = bool(flags & FLAG_R)
     opcode = (flags >> OPCODE_SHIFT) & OPCODE_MASK
     if not response:
@@ -828,13 +505,13 @@ def parse_nbns(data: bytes) -> NameServicePacket:
         record, offset = _read_record(data, offset)
     first = question or record
     assert first is not None
-    cls = _packet_class(response, opcode, flags & RCODE_MASK, first.type)
+    kind = packet_kind(response, opcode, first.type)
 
     if question is not None:
         if question.klass != CLASS_IN:
             raise WireError(f"question class {question.klass:#06x} is not IN")
         if record is None:
-            kind = NodeStatusQuery if cls is NodeStatusRequest else NameQuery
+            assert kind is NameQuery or kind is NodeStatusQuery
             return kind(trn_id, flags, question.name)
         _check_record(question, TYPE_NB)
         _check_record(record, TYPE_NB)
@@ -843,46 +520,38 @@ def parse_nbns(data: bytes) -> NameServicePacket:
         if len(record.rdata) != ADDR_ENTRY_LENGTH:
             raise WireError(f"request RDLENGTH {len(record.rdata)} is not {ADDR_ENTRY_LENGTH}")
         (entry,) = _address_entries(record.rdata)
-        request = {
-            NameRegistrationRequest: NameRegistration,
-            NameReleaseRequest: NameRelease,
-            NameRefreshRequest: NameRefresh,
-        }[cls]
-        return request(trn_id, flags, question.name, record.ttl, entry.nb_flags, entry.address)
+        assert issubclass(kind, NameRecordRequest)
+        return kind(trn_id, flags, question.name, record.ttl, entry.nb_flags, entry.address)
 
     assert record is not None
-    if cls is NodeStatusResponse:
+    if kind is NodeStatus:
         _check_record(record, TYPE_NBSTAT)
         names, statistics = _node_status(record.name, record.rdata)
         return NodeStatus(trn_id, flags, record.name, names, statistics)
-    if cls is WaitForAcknowledgementResponse:
+    if kind is WaitForAcknowledgement:
         _check_record(record, TYPE_NB)
         if len(record.rdata) != WACK_RDATA_LENGTH:
             raise WireError(f"WACK RDLENGTH {len(record.rdata)} is not {WACK_RDATA_LENGTH}")
-        (request_flags,) = struct.unpack("!H", record.rdata)
+        (request_flags,) = _NAME_FLAGS.unpack(record.rdata)
         return WaitForAcknowledgement(trn_id, flags, record.name, record.ttl, request_flags)
-    if cls is NegativeNameQueryResponse and record.type == TYPE_NULL:
+    negative = bool(flags & RCODE_MASK)
+    if kind is QueryResponse and negative and record.type == TYPE_NULL:
         _check_record(record, TYPE_NULL)
         return QueryResponse(trn_id, flags, record.name, record.ttl, ())
     _check_record(record, TYPE_NB)
     entries = _address_entries(record.rdata)
-    if cls is PositiveNameQueryResponse and not entries:
+    if kind is QueryResponse and not negative and not entries:
         raise WireError("positive name query response without an address")
-    answer = {
-        PositiveNameQueryResponse: QueryResponse,
-        NegativeNameQueryResponse: QueryResponse,
-        NameRegistrationResponse: RegistrationResponse,
-        NameReleaseResponse: ReleaseResponse,
-    }[cls]
-    return answer(trn_id, flags, record.name, record.ttl, entries)
+    assert kind is QueryResponse or kind is RegistrationResponse or kind is ReleaseResponse
+    return kind(trn_id, flags, record.name, record.ttl, entries)
 
 
 # --- building --------------------------------------------------------------------------------
 
 
-def _ipv4(address: str) -> str:
+def _ipv4(address: str) -> bytes:
     try:
-        return str(ipaddress.IPv4Address(address))
+        return ipaddress.IPv4Address(address).packed
     except ValueError as exc:
         raise WireError(f"{address!r} is not an IPv4 address") from exc
 
@@ -893,32 +562,56 @@ def _check_ttl(ttl: int) -> int:
     return ttl
 
 
-def _header(trn_id: int, **fields: int) -> NameServiceHeader:
+def _check_flags(label: str, flags: int) -> int:
+    if not 0 <= flags <= 0xFFFF:
+        raise WireError(f"{label} {flags:#x} does not fit 16 bits")
+    return flags
+
+
+def _header(trn_id: int, flags: int, counts: tuple[int, int, int, int]) -> bytes:
+    """The 12-byte header (RFC 1002 §4.2.1.1)."""
     if not 0 <= trn_id <= 0xFFFF:
         raise WireError(f"NAME_TRN_ID {trn_id} does not fit 16 bits")
-    return NameServiceHeader(NAME_TRN_ID=trn_id, **fields)
+    return _HEADER.pack(trn_id, flags, *counts)
+
+
+def _question(name: NetBIOSName, question_type: int) -> bytes:
+    """QUESTION_NAME, QUESTION_TYPE and class IN (RFC 1002 §4.2.1.2)."""
+    return name.encode() + _QUESTION_FIXED.pack(question_type, CLASS_IN)
+
+
+def _resource_record(name: bytes, record_type: int, ttl: int, rdata: bytes) -> bytes:
+    """RR_NAME (encoded, or a pointer), type, class IN, TTL, RDLENGTH and RDATA (§4.2.1.3)."""
+    return name + _RR_FIXED.pack(record_type, CLASS_IN, _check_ttl(ttl), len(rdata)) + rdata
+
+
+def _address_entry(nb_flags: int, address: str) -> bytes:
+    """One ADDR_ENTRY (RFC 1002 §4.2.13)."""
+    return _ADDR_ENTRY.pack(_check_flags("NB_FLAGS", nb_flags), _ipv4(address))
 
 
 def build_name_query_request(
     trn_id: int, name: NetBIOSName, *, broadcast: bool = True, recursion_desired: bool = True
 ) -> bytes:
     """NAME QUERY REQUEST; broadcast with RD gives Windows' flags 0x0110 (RFC 1002 §4.2.12)."""
-    header = _header(trn_id, B=int(broadcast), RD=int(recursion_desired))
-    return bytes(header / NameQueryRequest(QUESTION_NAME=name))
+    flags = (FLAG_B if broadcast else 0) | (FLAG_RD if recursion_desired else 0)
+    return _header(trn_id, flags, QUERY_REQUEST_COUNTS) + _question(name, TYPE_NB)
 
 
 def build_node_status_request(trn_id: int, name: NetBIOSName = _WILDCARD) -> bytes:
     """NODE STATUS REQUEST, flags 0x0000, for `*` unless told (RFC 1002 §4.2.17)."""
-    return bytes(_header(trn_id) / NodeStatusRequest(QUESTION_NAME=name))
+    return _header(trn_id, 0, QUERY_REQUEST_COUNTS) + _question(name, TYPE_NBSTAT)
 
 
 def build_positive_name_query_response(
     trn_id: int, name: NetBIOSName, address: str, *, nb_flags: int = ONT_B, ttl: int = DEFAULT_TTL
 ) -> bytes:
     """POSITIVE NAME QUERY RESPONSE, flags 0x8500 as Windows sends (RFC 1002 §4.2.13)."""
-    entry = AddrEntry(NB_FLAGS=nb_flags, NB_ADDRESS=_ipv4(address))
-    answer = PositiveNameQueryResponse(RR_NAME=name, TTL=_check_ttl(ttl), ADDR_ENTRY=[entry])
-    return bytes(_header(trn_id) / answer)
+    entry = _address_entry(nb_flags, address)
+    flags = FLAG_R | FLAG_AA | FLAG_RD
+    return _header(trn_id, flags, RESPONSE_COUNTS) + _resource_record(
+        name.encode(), TYPE_NB, ttl, entry
+    )
 
 
 def build_negative_name_query_response(
@@ -927,7 +620,10 @@ def build_negative_name_query_response(
     """NEGATIVE NAME QUERY RESPONSE, flags 0x8503 for NAM_ERR (RFC 1002 §4.2.14)."""
     if not 0 < rcode <= RCODE_MASK:
         raise WireError(f"a negative answer needs an RCODE from 1 to 15, not {rcode}")
-    return bytes(_header(trn_id, RCODE=rcode) / NegativeNameQueryResponse(RR_NAME=name))
+    flags = FLAG_R | FLAG_AA | FLAG_RD | rcode
+    return _header(trn_id, flags, RESPONSE_COUNTS) + _resource_record(
+        name.encode(), TYPE_NULL, 0, b""
+    )
 
 
 def node_status_capacity(name: NetBIOSName) -> int:
@@ -951,31 +647,33 @@ def build_node_status_response(
     capacity = node_status_capacity(name)
     if len(node_names) > capacity:
         raise WireError(f"{len(node_names)} names do not fit a node status answer ({capacity})")
-    entries = [
-        NodeNameEntry(
-            NETBIOS_NAME=entry.name.to_bytes16()[:NETBIOS_NAME_LENGTH],
-            SUFFIX=entry.name.suffix,
-            NAME_FLAGS=entry.name_flags,
-        )
+    entries = b"".join(
+        entry.name.to_bytes16() + _NAME_FLAGS.pack(_check_flags("NAME_FLAGS", entry.name_flags))
         for entry in node_names
-    ]
-    answer = NodeStatusResponse(RR_NAME=name, NODE_NAME=entries, UNIT_ID=unit_id)
-    return bytes(_header(trn_id) / answer)
+    )
+    statistics = unit_id + bytes(STATISTICS_LENGTH - UNIT_ID_LENGTH)
+    rdata = bytes([len(node_names)]) + entries + statistics
+    flags = FLAG_R | FLAG_AA
+    return _header(trn_id, flags, RESPONSE_COUNTS) + _resource_record(
+        name.encode(), TYPE_NBSTAT, 0, rdata
+    )
 
 
 def _name_request(
-    layer: type[NameRegistrationRequest],
+    opcode: int,
     trn_id: int,
     name: NetBIOSName,
     address: str,
     nb_flags: int,
     ttl: int,
-    **header: int,
+    flags: int,
 ) -> bytes:
-    request = layer(
-        QUESTION_NAME=name, TTL=_check_ttl(ttl), NB_FLAGS=nb_flags, NB_ADDRESS=_ipv4(address)
+    """A question for `name` and one additional record pointing back at it (RFC 1002 §4.2.2)."""
+    record = _resource_record(
+        _NAME_FLAGS.pack(QUESTION_NAME_POINTER), TYPE_NB, ttl, _address_entry(nb_flags, address)
     )
-    return bytes(_header(trn_id, **header) / request)
+    header = _header(trn_id, (opcode << OPCODE_SHIFT) | flags, NAME_REQUEST_COUNTS)
+    return header + _question(name, TYPE_NB) + record
 
 
 def build_name_registration_request(
@@ -988,9 +686,8 @@ def build_name_registration_request(
     broadcast: bool = True,
 ) -> bytes:
     """NAME REGISTRATION REQUEST; flags 0x2910 broadcast, 0x2900 to a name server (§4.2.2)."""
-    return _name_request(
-        NameRegistrationRequest, trn_id, name, address, nb_flags, ttl, B=int(broadcast)
-    )
+    flags = FLAG_RD | (FLAG_B if broadcast else 0)
+    return _name_request(OPCODE_REGISTRATION, trn_id, name, address, nb_flags, ttl, flags)
 
 
 def build_name_overwrite_demand(
@@ -1002,7 +699,7 @@ def build_name_overwrite_demand(
     ttl: int = DEFAULT_TTL,
 ) -> bytes:
     """NAME OVERWRITE DEMAND, flags 0x2810: a B node's last word on a name (RFC 1002 §4.2.3)."""
-    return _name_request(NameRegistrationRequest, trn_id, name, address, nb_flags, ttl, RD=0, B=1)
+    return _name_request(OPCODE_REGISTRATION, trn_id, name, address, nb_flags, ttl, FLAG_B)
 
 
 def build_name_release_request(
@@ -1014,7 +711,8 @@ def build_name_release_request(
     broadcast: bool = True,
 ) -> bytes:
     """NAME RELEASE REQUEST & DEMAND, flags 0x3010 broadcast, TTL 0 (RFC 1002 §4.2.9)."""
-    return _name_request(NameReleaseRequest, trn_id, name, address, nb_flags, 0, B=int(broadcast))
+    flags = FLAG_B if broadcast else 0
+    return _name_request(OPCODE_RELEASE, trn_id, name, address, nb_flags, 0, flags)
 
 
 def build_name_refresh_request(
@@ -1030,9 +728,8 @@ def build_name_refresh_request(
     """NAME REFRESH REQUEST, flags 0x4000 to a name server as Samba sends it (RFC 1002 §4.2.4)."""
     if opcode not in (OPCODE_REFRESH, OPCODE_REFRESH_ALTERNATE):
         raise WireError(f"opcode {opcode} is not a refresh")
-    return _name_request(
-        NameRefreshRequest, trn_id, name, address, nb_flags, ttl, OPCODE=opcode, B=int(broadcast)
-    )
+    flags = FLAG_B if broadcast else 0
+    return _name_request(opcode, trn_id, name, address, nb_flags, ttl, flags)
 
 
 def build_name_registration_response(
@@ -1050,9 +747,11 @@ def build_name_registration_response(
     """
     if not 0 <= rcode <= RCODE_MASK:
         raise WireError(f"RCODE {rcode} does not fit 4 bits")
-    entry = AddrEntry(NB_FLAGS=nb_flags, NB_ADDRESS=_ipv4(address))
-    answer = NameRegistrationResponse(RR_NAME=name, TTL=_check_ttl(ttl), ADDR_ENTRY=[entry])
-    return bytes(_header(trn_id, RCODE=rcode) / answer)
+    entry = _address_entry(nb_flags, address)
+    flags = FLAG_R | (OPCODE_REGISTRATION << OPCODE_SHIFT) | FLAG_AA | FLAG_RD | FLAG_RA | rcode
+    return _header(trn_id, flags, RESPONSE_COUNTS) + _resource_record(
+        name.encode(), TYPE_NB, ttl, entry
+    )
 
 
 def build_negative_name_registration_response(
@@ -1070,7 +769,8 @@ def build_name_release_response(
     """POSITIVE (0xB400) or NEGATIVE NAME RELEASE RESPONSE (RFC 1002 §4.2.10-4.2.11)."""
     if not 0 <= rcode <= RCODE_MASK:
         raise WireError(f"RCODE {rcode} does not fit 4 bits")
-    entry = AddrEntry(NB_FLAGS=nb_flags, NB_ADDRESS=_ipv4(address))
-    return bytes(
-        _header(trn_id, RCODE=rcode) / NameReleaseResponse(RR_NAME=name, ADDR_ENTRY=[entry])
+    entry = _address_entry(nb_flags, address)
+    flags = FLAG_R | (OPCODE_RELEASE << OPCODE_SHIFT) | FLAG_AA | rcode
+    return _header(trn_id, flags, RESPONSE_COUNTS) + _resource_record(
+        name.encode(), TYPE_NB, 0, entry
     )

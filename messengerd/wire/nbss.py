@@ -1,31 +1,19 @@
-"""NetBIOS session service packets scapy lacks, and the frames a receiver sends (RFC 1002 §4.3).
+"""NetBIOS session service frames (RFC 1002 §4.3), read and built with struct.
 
-scapy's `NBTSession` is the 4-byte header; the bodies below bind under it by TYPE, so
-`NBTSession(frame)` dissects a whole session request, negative response or retarget response.
-The frames a receiver sends on every session, and the SESSION REQUEST it reads, are built and
-read with struct (`parse_session_request`), byte for byte what these layers give.
+The session path and the sender frame SMBs with `session_message`, exchange SESSION REQUEST
+and its answers, and cut a stream into frames with `frame_header`. The scapy layers in
+messengerd.wire.layers.nbss are the reference definition: tests hold these functions to the
+same bytes (tests/unit/wire/test_nbss_codec.py).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import struct
-from typing import Any
+from typing import SupportsBytes
 
-from scapy.compat import raw
-from scapy.fields import ByteEnumField, Field, IPField, ShortField
-from scapy.layers.netbios import NBTSession
-from scapy.layers.smb import _SMBGeneric
-from scapy.packet import Packet, bind_layers, split_layers
-
-# Imported for its bindings: a SESSION MESSAGE then dissects down to the message command body.
-from messengerd.wire import smb  # noqa: F401
 from messengerd.wire.errors import WireError
-from messengerd.wire.names import (
-    SERVER_SUFFIX,
-    WORKSTATION_SUFFIX,
-    NetBIOSName,
-    decode_first_level,
-)
+from messengerd.wire.names import NetBIOSName, decode_first_level
 
 # Session packet types (RFC 1002 §4.3.1).
 SESSION_MESSAGE = 0x00
@@ -71,83 +59,10 @@ MAX_NBSS_LENGTH = 0x1FFFF
 """LENGTH is 17 bits (RFC 1002 §4.3.1)."""
 NBSS_PORT = 139
 """The session service port (RFC 1002 §4.3), the default in a RETARGET response."""
-
-
-class FirstLevelNameField(Field[NetBIOSName, bytes]):
-    """A first-level encoded NetBIOS name with its scope, held as a NetBIOSName (RFC 1001 §14.1)."""
-
-    __slots__: list[str] = []
-
-    def __init__(self, name: str, default: NetBIOSName) -> None:
-        Field.__init__(self, name, default)
-
-    def i2m(self, pkt: Packet | None, x: NetBIOSName | None) -> bytes:
-        if x is None:
-            return b""
-        return x.encode()
-
-    def i2len(self, pkt: Packet | None, x: Any) -> int:
-        return len(self.i2m(pkt, x))
-
-    def addfield(self, pkt: Packet | None, s: bytes, val: NetBIOSName | None) -> bytes:
-        return s + self.i2m(pkt, val)
-
-    def getfield(self, pkt: Packet | None, s: bytes) -> tuple[bytes, NetBIOSName]:
-        # WireError here makes scapy keep the body as Raw: the caller sees an undecodable name.
-        name, end = decode_first_level(s)
-        return s[end:], name
-
-    def i2repr(self, pkt: Packet | None, x: NetBIOSName | None) -> str:
-        if x is None:
-            return repr(x)
-        return f"{x}.{x.scope.decode('ascii', 'replace')}" if x.scope else str(x)
-
-
-class NBTSessionRequest(Packet):
-    """SESSION REQUEST body: CALLED NAME, then CALLING NAME (RFC 1002 §4.3.2)."""
-
-    name = "NBT Session Request"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        FirstLevelNameField("CALLED_NAME", NetBIOSName(b"*SMBSERVER", SERVER_SUFFIX)),
-        FirstLevelNameField("CALLING_NAME", NetBIOSName(b"", WORKSTATION_SUFFIX)),
-    ]
-
-    def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
-        return b"", s
-
-
-class NBTNegativeSessionResponse(Packet):
-    """NEGATIVE SESSION RESPONSE body: one ERROR_CODE byte (RFC 1002 §4.3.4)."""
-
-    name = "NBT Negative Session Response"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        ByteEnumField("ERROR_CODE", CALLED_NAME_NOT_PRESENT, NEGATIVE_RESPONSE_ERRORS),
-    ]
-
-    def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
-        return b"", s
-
-
-class NBTRetargetSessionResponse(Packet):
-    """SESSION RETARGET RESPONSE body: RETARGET_IP_ADDRESS and PORT (RFC 1002 §4.3.5)."""
-
-    name = "NBT Retarget Session Response"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        IPField("RETARGET_IP_ADDRESS", "0.0.0.0"),
-        ShortField("PORT", NBSS_PORT),
-    ]
-
-    def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
-        return b"", s
-
-
-# scapy binds its SMB dispatcher under NBTSession for every TYPE, and bindings are tried in
-# order, so ours would never be reached. Only a SESSION MESSAGE carries SMB: rebind it so.
-split_layers(NBTSession, _SMBGeneric)
-bind_layers(NBTSession, _SMBGeneric, TYPE=SESSION_MESSAGE)
-bind_layers(NBTSession, NBTSessionRequest, TYPE=SESSION_REQUEST)
-bind_layers(NBTSession, NBTNegativeSessionResponse, TYPE=NEGATIVE_SESSION_RESPONSE)
-bind_layers(NBTSession, NBTRetargetSessionResponse, TYPE=RETARGET_SESSION_RESPONSE)
+MAX_PORT = 0xFFFF
+"""A RETARGET response's PORT is 16 bits (RFC 1002 §4.3.5)."""
+_RETARGET = struct.Struct("!4sH")
+"""RETARGET_IP_ADDRESS and PORT (RFC 1002 §4.3.5)."""
 
 
 def frame_header(header: bytes) -> tuple[int, int]:
@@ -166,28 +81,19 @@ def frame_header(header: bytes) -> tuple[int, int]:
     return packet_type, ((flags & LENGTH_EXTENSION) << 16) | length
 
 
-def parse_frame(frame: bytes) -> NBTSession:
-    """One whole frame, header and LENGTH bytes, dissected (RFC 1002 §4.3).
-
-    Raises WireError when the bytes are not exactly one session packet or scapy fails on them.
-    """
-    _, length = frame_header(frame)
-    if len(frame) != NBSS_HEADER_LENGTH + length:
-        raise WireError(f"frame has {len(frame)} bytes; its header says {length} + 4")
-    try:
-        return NBTSession(frame)
-    except Exception as exc:  # scapy raises anything from struct.error to IndexError
-        raise WireError(f"session packet does not dissect: {exc}") from exc
-
-
 def parse_session_request(frame: bytes) -> tuple[NetBIOSName, NetBIOSName]:
-    """CALLED NAME and CALLING NAME of a whole SESSION REQUEST frame (RFC 1002 §4.3.2).
+    """CALLED NAME and CALLING NAME of a whole SESSION REQUEST frame (RFC 1002 §4.3.2)."""
+    return parse_session_request_body(frame[NBSS_HEADER_LENGTH:])
 
-    Without scapy, for the session path; raises WireError where NBTSessionRequest does not
-    dissect (a name that does not decode), trailing bytes ignored as that layer ignores them.
+
+def parse_session_request_body(body: bytes) -> tuple[NetBIOSName, NetBIOSName]:
+    """CALLED NAME and CALLING NAME of a SESSION REQUEST's body (RFC 1002 §4.3.2).
+
+    Raises WireError where the NBTSessionRequest layer does not dissect (a name that does not
+    decode); trailing bytes are ignored, as that layer ignores them.
     """
-    called, end = decode_first_level(frame, NBSS_HEADER_LENGTH)
-    calling, _ = decode_first_level(frame, end)
+    called, end = decode_first_level(body)
+    calling, _ = decode_first_level(body, end)
     return called, calling
 
 
@@ -198,14 +104,15 @@ def _frame(packet_type: int, body: bytes = b"") -> bytes:
     return _NBSS_HEADER.pack(packet_type, len(body) >> 16, len(body) & 0xFFFF) + body
 
 
-def session_message(payload: Packet | bytes) -> bytes:
-    """`payload` (an SMB) framed as a SESSION MESSAGE (RFC 1002 §4.3.6)."""
-    return _frame(SESSION_MESSAGE, payload if isinstance(payload, bytes) else raw(payload))
+def session_message(payload: bytes | SupportsBytes) -> bytes:
+    """`payload` (an SMB, or a scapy layer holding one) framed as a SESSION MESSAGE
+    (RFC 1002 §4.3.6)."""
+    return _frame(SESSION_MESSAGE, bytes(payload))
 
 
 def session_request(called: NetBIOSName, calling: NetBIOSName) -> bytes:
     """A SESSION REQUEST from `calling` to `called` (RFC 1002 §4.3.2)."""
-    return raw(NBTSession() / NBTSessionRequest(CALLED_NAME=called, CALLING_NAME=calling))
+    return _frame(SESSION_REQUEST, called.encode() + calling.encode())
 
 
 def positive_response() -> bytes:
@@ -222,7 +129,13 @@ def negative_response(error_code: int = CALLED_NAME_NOT_PRESENT) -> bytes:
 
 def retarget_response(address: str, port: int = NBSS_PORT) -> bytes:
     """SESSION RETARGET RESPONSE sending the caller to `address`:`port` (RFC 1002 §4.3.5)."""
-    return raw(NBTSession() / NBTRetargetSessionResponse(RETARGET_IP_ADDRESS=address, PORT=port))
+    try:
+        packed = ipaddress.IPv4Address(address).packed
+    except ValueError as exc:
+        raise WireError(f"{address!r} is not an IPv4 address") from exc
+    if not 0 <= port <= MAX_PORT:
+        raise WireError(f"port {port} does not fit 16 bits")
+    return _frame(RETARGET_SESSION_RESPONSE, _RETARGET.pack(packed, port))
 
 
 def keepalive() -> bytes:

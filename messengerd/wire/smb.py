@@ -1,33 +1,17 @@
-"""SMB core message commands 0xD0, 0xD5, 0xD7, 0xD6 as scapy layers, and the replies a receiver
-sends ([MS-MSRP] §2.2.3, [MS-CIFS] §2.2.2.4, PROTOCOL.md §4).
+"""SMB core message commands 0xD0, 0xD5, 0xD7, 0xD6 and their replies, read and built with
+struct ([MS-MSRP] §2.2.3, [MS-CIFS] §2.2.3.1, §2.2.2.4, PROTOCOL.md §4).
 
-The bodies bind under scapy's `SMB_Header` by Command; one dispatcher per binding picks the
-request or the response body from the header's REPLY flag, so `NBTSession(frame)` yields
-`NBTSession / SMB_Header / SMBSendMessageRequest` and so on.
-
-The session path reads requests and builds replies with `parse_header`, `parse_request`,
-`build_success_reply` and `build_error_reply` instead: struct, the same fields and bytes as the
-layers, which stay the definition (captures, decode, tests).
+The session path reads a request with `parse_header` and `parse_request` and answers it with
+`build_success_reply` or `build_error_reply`; the sender builds its requests with the
+`build_send_*_request` functions and reads replies with `parse_header`. The scapy layers in
+messengerd.wire.layers.smb are the reference definition: tests hold these functions to the
+same fields and bytes (tests/unit/wire/test_smb_fast_codec.py).
 """
 
 from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
-
-from scapy.config import conf
-from scapy.fields import (
-    ByteField,
-    ConditionalField,
-    LEFieldLenField,
-    LEShortField,
-    StrLenField,
-    StrNullField,
-)
-from scapy.layers.netbios import NBTSession
-from scapy.layers.smb import SMB_Header
-from scapy.packet import Packet, bind_bottom_up, bind_top_down
 
 from messengerd.wire.errors import WireError
 
@@ -128,284 +112,45 @@ ERROR_MESSAGING_OFF = SMBError(ERRSRV, ERRmsgoff)
 ERROR_NO_ROOM = SMBError(ERRSRV, ERRnoroom)
 
 
-class OEMStringField(StrNullField):
-    """An OEM string and its NUL ([MS-MSRP] §2.2.3.1.1); with no NUL the body does not dissect."""
-
-    def getfield(self, pkt: Packet | None, s: bytes) -> tuple[bytes, bytes]:
-        end = s.find(self.DELIMITER)
-        if end < 0:
-            # scapy's StrNullField would read an empty string and shift every later field.
-            raise WireError(f"{self.name} has no terminating NUL")
-        return s[end + 1 :], s[:end]
-
-
-def _byte_count_from_rest(pkt: bytes) -> bytes:
-    """`pkt` with ByteCount set to the bytes after it, as [MS-CIFS] §2.2.3.3 defines it.
-
-    D0 and D5 have no parameter words, so ByteCount follows WordCount whatever WordCount says.
-    """
-    return pkt[:1] + (len(pkt) - 3).to_bytes(2, "little") + pkt[3:]
-
-
-class _MessageBody(Packet):
-    """What every message command body shares: nothing follows it inside the SMB."""
-
-    WORD_COUNT = 0
-    """The WordCount [MS-MSRP] §2.2.3 requires for this body."""
-
-    def extract_padding(self, s: bytes) -> tuple[bytes, bytes]:
-        return b"", s
-
-    def check(self) -> None:
-        """Raise WireError where the fields break [MS-MSRP] §2.2.3 beyond what can be read."""
-        _check_word_count(type(self), self.WordCount)
-
-
-def _check_word_count(body: type[_MessageBody], word_count: int) -> None:
-    """Raise WireError unless `word_count` is the one [MS-MSRP] §2.2.3 gives `body`."""
-    if word_count != body.WORD_COUNT:
-        raise WireError(f"{body.name}: WordCount {word_count}, [MS-MSRP] says {body.WORD_COUNT}")
-
-
-class SMBSendMessageRequest(_MessageBody):
-    """SMB_COM_SEND_MESSAGE request: a whole message in one block ([MS-MSRP] §2.2.3.1.1)."""
-
-    name = "SMB Send Message Request"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        ByteField("WordCount", 0),
-        LEShortField("ByteCount", None),
-        ByteField("BufferFormat1", BUFFER_FORMAT_STRING),
-        OEMStringField("OriginatorName", b""),
-        ByteField("BufferFormat2", BUFFER_FORMAT_STRING),
-        OEMStringField("DestinationName", b""),
-        ByteField("BufferFormat3", BUFFER_FORMAT_DATA_BLOCK),
-        LEFieldLenField("DataLength", None, length_of="Data"),
-        StrLenField("Data", b"", length_from=lambda pkt: pkt.DataLength),
-    ]
-
-    def post_build(self, pkt: bytes, pay: bytes) -> bytes:
-        if self.ByteCount is None:
-            pkt = _byte_count_from_rest(pkt)
-        return pkt + pay
-
-
-class SMBSendMessageResponse(_MessageBody):
-    """SMB_COM_SEND_MESSAGE response: WordCount 0, ByteCount 0 ([MS-MSRP] §2.2.3.1.2)."""
-
-    name = "SMB Send Message Response"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        ByteField("WordCount", 0),
-        LEShortField("ByteCount", 0),
-    ]
-
-
-class SMBSendStartMBMessageRequest(_MessageBody):
-    """SMB_COM_SEND_START_MB_MESSAGE request: who to whom ([MS-MSRP] §2.2.3.2.1)."""
-
-    name = "SMB Send Start of Multi-block Message Request"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        ByteField("WordCount", 0),
-        LEShortField("ByteCount", None),
-        ByteField("BufferFormat1", BUFFER_FORMAT_STRING),
-        OEMStringField("OriginatorName", b""),
-        ByteField("BufferFormat2", BUFFER_FORMAT_STRING),
-        OEMStringField("DestinationName", b""),
-    ]
-
-    def post_build(self, pkt: bytes, pay: bytes) -> bytes:
-        if self.ByteCount is None:
-            pkt = _byte_count_from_rest(pkt)
-        return pkt + pay
-
-
-class SMBSendStartMBMessageResponse(_MessageBody):
-    """SMB_COM_SEND_START_MB_MESSAGE response: the MessageGroupId ([MS-MSRP] §2.2.3.2.2).
-
-    smbd answers with WordCount 0 and no MessageGroupId; smbclient then sends group 0.
-    """
-
-    name = "SMB Send Start of Multi-block Message Response"
-    WORD_COUNT = 1
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        ByteField("WordCount", 1),
-        ConditionalField(LEShortField("MessageGroupId", 0), lambda pkt: pkt.WordCount >= 1),
-        LEShortField("ByteCount", 0),
-    ]
-
-
-class SMBSendTextMBMessageRequest(_MessageBody):
-    """SMB_COM_SEND_TEXT_MB_MESSAGE request: one block of text ([MS-MSRP] §2.2.3.3.1)."""
-
-    name = "SMB Send Text of Multi-block Message Request"
-    WORD_COUNT = 1
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        ByteField("WordCount", 1),
-        LEShortField("MessageGroupId", 0),
-        # BufferFormat and DataLength come before Data: 3 bytes more than Data itself.
-        LEFieldLenField("ByteCount", None, length_of="Data", adjust=lambda pkt, x: x + 3),
-        ByteField("BufferFormat", BUFFER_FORMAT_DATA_BLOCK),
-        LEFieldLenField("DataLength", None, length_of="Data"),
-        StrLenField("Data", b"", length_from=lambda pkt: pkt.DataLength),
-    ]
-
-
-class SMBSendTextMBMessageResponse(_MessageBody):
-    """SMB_COM_SEND_TEXT_MB_MESSAGE response: WordCount 0, ByteCount 0 ([MS-MSRP] §2.2.3.3.2)."""
-
-    name = "SMB Send Text of Multi-block Message Response"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        ByteField("WordCount", 0),
-        LEShortField("ByteCount", 0),
-    ]
-
-
-class SMBSendEndMBMessageRequest(_MessageBody):
-    """SMB_COM_SEND_END_MB_MESSAGE request: the group is complete ([MS-MSRP] §2.2.3.4.1)."""
-
-    name = "SMB Send End of Multi-block Message Request"
-    WORD_COUNT = 1
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        ByteField("WordCount", 1),
-        LEShortField("MessageGroupId", 0),
-        LEShortField("ByteCount", 0),
-    ]
-
-
-class SMBSendEndMBMessageResponse(_MessageBody):
-    """SMB_COM_SEND_END_MB_MESSAGE response: WordCount 0, ByteCount 0 ([MS-MSRP] §2.2.3.4.2)."""
-
-    name = "SMB Send End of Multi-block Message Response"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        ByteField("WordCount", 0),
-        LEShortField("ByteCount", 0),
-    ]
-
-
-class SMBErrorResponse(_MessageBody):
-    """Any error response: WordCount 0, ByteCount 0, the error in Status ([MS-CIFS] §3.3.4.1.2)."""
-
-    name = "SMB Error Response"
-    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
-        ByteField("WordCount", 0),
-        LEShortField("ByteCount", 0),
-    ]
-
-
-MESSAGE_BODIES: dict[tuple[int, bool], type[_MessageBody]] = {
-    (SMB_COM_SEND_MESSAGE, False): SMBSendMessageRequest,
-    (SMB_COM_SEND_MESSAGE, True): SMBSendMessageResponse,
-    (SMB_COM_SEND_START_MB_MESSAGE, False): SMBSendStartMBMessageRequest,
-    (SMB_COM_SEND_START_MB_MESSAGE, True): SMBSendStartMBMessageResponse,
-    (SMB_COM_SEND_TEXT_MB_MESSAGE, False): SMBSendTextMBMessageRequest,
-    (SMB_COM_SEND_TEXT_MB_MESSAGE, True): SMBSendTextMBMessageResponse,
-    (SMB_COM_SEND_END_MB_MESSAGE, False): SMBSendEndMBMessageRequest,
-    (SMB_COM_SEND_END_MB_MESSAGE, True): SMBSendEndMBMessageResponse,
+REQUEST_WORD_COUNTS = {
+    SMB_COM_SEND_MESSAGE: 0,
+    SMB_COM_SEND_START_MB_MESSAGE: 0,
+    SMB_COM_SEND_TEXT_MB_MESSAGE: 1,
+    SMB_COM_SEND_END_MB_MESSAGE: 1,
 }
-"""The body for each (Command, REPLY flag) pair."""
+"""The WordCount of each message command's request ([MS-MSRP] §2.2.3.1.1-2.2.3.4.1); its keys
+are the commands a receiver serves."""
+RESPONSE_WORD_COUNTS = {
+    SMB_COM_SEND_MESSAGE: 0,
+    SMB_COM_SEND_START_MB_MESSAGE: 1,
+    SMB_COM_SEND_TEXT_MB_MESSAGE: 0,
+    SMB_COM_SEND_END_MB_MESSAGE: 0,
+}
+"""The WordCount of each message command's response ([MS-MSRP] §2.2.3.1.2-2.2.3.4.2)."""
 
 
-def is_reply(header: SMB_Header) -> bool:
-    """True when the header's SMB_FLAGS_REPLY bit is set ([MS-CIFS] §2.2.3.1)."""
-    return bool(int(header.Flags) & SMB_FLAGS_REPLY)
+def check_word_count(command: int, word_count: int, *, response: bool = False) -> None:
+    """Raise WireError unless `word_count` is the one [MS-MSRP] §2.2.3 gives `command`'s body."""
+    expected = (RESPONSE_WORD_COUNTS if response else REQUEST_WORD_COUNTS)[command]
+    if word_count != expected:
+        kind = "response" if response else "request"
+        raise WireError(
+            f"{command_name(command)} {kind}: WordCount {word_count}, [MS-MSRP] says {expected}"
+        )
 
 
-class SMBMessageDispatcher(Packet):
-    """Chooses the request or response body of a message command from the SMB header below."""
+ERROR_REQ_NOT_ACCEP = 71
+"""ERRDOS 71 ([MS-ERREF] ERROR_REQ_NOT_ACCEP): the DOS form of STATUS_REQUEST_NOT_ACCEPTED,
+what smbd 4.17 answers a D5 with when it has no message command."""
 
-    name = "SMB message command"
-
-    @classmethod
-    def dispatch_hook(cls, _pkt: bytes | None = None, *args: Any, **kargs: Any) -> type[Packet]:
-        # scapy 2.8's Packet_metaclass.__call__ hands dispatch_hook the keyword arguments of
-        # the dissection, among them _underlayer: the SMB_Header this body follows.
-        header = kargs.get("_underlayer")
-        if isinstance(header, SMB_Header):
-            body = MESSAGE_BODIES.get((header.Command, is_reply(header)))
-            if body is not None:
-                return body
-        return conf.raw_layer
-
-
-for (_command, _reply), _body in MESSAGE_BODIES.items():
-    bind_top_down(SMB_Header, _body, Command=_command, Flags=SMB_FLAGS_REPLY if _reply else 0)
-for _command in (
-    SMB_COM_SEND_MESSAGE,
-    SMB_COM_SEND_START_MB_MESSAGE,
-    SMB_COM_SEND_TEXT_MB_MESSAGE,
-    SMB_COM_SEND_END_MB_MESSAGE,
-):
-    bind_bottom_up(SMB_Header, SMBMessageDispatcher, Command=_command)
-
-
-def smb_of(frame: NBTSession) -> SMB_Header:
-    """The SMB header a dissected SESSION MESSAGE carries ([MS-CIFS] §2.2.3.1).
-
-    Raises WireError when the frame holds no complete SMB1 header (SMB2, garbage, truncated),
-    that is when no reply can echo its TID, PID, UID and MID.
-    """
-    header = frame.payload
-    if not isinstance(header, SMB_Header) or frame.LENGTH < SMB_HEADER_LENGTH:
-        raise WireError("session message does not hold a complete SMB1 header")
-    return header
-
-
-def reply_header(request: SMB_Header, error: SMBError | None = None) -> SMB_Header:
-    """The header of a reply to `request`, the way smbd builds it ([MS-CIFS] §2.2.3.1).
-
-    Flags: REPLY plus the request's case bit; TID, PIDHigh, PIDLow, UID, MID echoed; Flags2:
-    REPLY_FLAGS2, plus NT_STATUS when Status is an NTSTATUS. An error goes out as an NTSTATUS
-    when it has one and the request set FLAGS2_NT_STATUS, otherwise in DOS form.
-    """
-    status, flags2 = _reply_status(int(request.Flags2), error)
-    return SMB_Header(
-        Command=request.Command,
-        Status=status,
-        Flags=SMB_FLAGS_REPLY | (int(request.Flags) & SMB_FLAGS_CASE_INSENSITIVE),
-        Flags2=flags2,
-        PIDHigh=request.PIDHigh,
-        SecuritySignature=bytes(8),
-        Reserved=0,
-        TID=request.TID,
-        PIDLow=request.PIDLow,
-        UID=request.UID,
-        MID=request.MID,
-    )
-
-
-def _reply_status(request_flags2: int, error: SMBError | None) -> tuple[int, int]:
-    """A reply's Status and Flags2 for `error` (None: success), as reply_header describes."""
-    if error is None:
-        return STATUS_SUCCESS, REPLY_FLAGS2 | SMB_FLAGS2_NT_STATUS
-    if error.nt_status is not None and request_flags2 & SMB_FLAGS2_NT_STATUS:
-        return error.nt_status, REPLY_FLAGS2 | SMB_FLAGS2_NT_STATUS
-    return error.dos_status, REPLY_FLAGS2
-
-
-def success_reply(request: SMB_Header, message_group_id: int | None = None) -> SMB_Header:
-    """The success reply to a D0, D5, D7 or D6 `request` ([MS-MSRP] §2.2.3.x.2).
-
-    A D5 reply carries `message_group_id` (WordCount 1); the others are WordCount 0, ByteCount 0.
-    """
-    body_class = MESSAGE_BODIES.get((request.Command, True))
-    if body_class is None:
-        raise ValueError(f"command 0x{request.Command:02X} is not a message command")
-    if body_class is SMBSendStartMBMessageResponse:
-        if message_group_id is None:
-            raise ValueError("a D5 reply needs a MessageGroupId")
-        body: Packet = SMBSendStartMBMessageResponse(MessageGroupId=message_group_id)
-    else:
-        body = body_class()
-    return reply_header(request) / body
-
-
-def error_reply(request: SMB_Header, error: SMBError) -> SMB_Header:
-    """An error reply to any `request`: its header with Status, WordCount 0, ByteCount 0."""
-    return reply_header(request, error) / SMBErrorResponse()
-
-
-# The same header and bodies read and written with struct, for the session path: building
-# scapy packets there cost ~3 ms of CPU a message (bench/README.md). The layers above stay the
-# definition; tests/unit/test_smb_fast_codec.py holds both to the same fields and bytes.
+_ERROR_NAMES = {
+    (ERRDOS, ERRinvalidparam): "ERRDOS/ERRinvalidparam",
+    (ERRDOS, ERROR_REQ_NOT_ACCEP): "ERRDOS/ERROR_REQ_NOT_ACCEP (request not accepted)",
+    (ERRSRV, ERRunknownsmb): "ERRSRV/ERRunknownsmb",
+    (ERRSRV, ERRmsgoff): "ERRSRV/ERRmsgoff (not receiving messages)",
+    (ERRSRV, ERRnoroom): "ERRSRV/ERRnoroom (no room for the message)",
+}
+_NT_STATUS_NAMES = {STATUS_INVALID_PARAMETER: "STATUS_INVALID_PARAMETER"}
 
 _HEADER = struct.Struct("<4sBIBHH10xHHHH")
 """Protocol, Command, Status, Flags, Flags2, PIDHigh, SecuritySignature and Reserved (10 bytes,
@@ -414,6 +159,8 @@ _D7_FIXED = struct.Struct("<BHHBH")
 """D7 WordCount, MessageGroupId, ByteCount, BufferFormat, DataLength ([MS-MSRP] §2.2.3.3.1)."""
 _D6_FIXED = struct.Struct("<BHH")
 """D6 WordCount, MessageGroupId, ByteCount ([MS-MSRP] §2.2.3.4.1)."""
+_NO_WORDS = struct.Struct("<BH")
+"""WordCount 0 and ByteCount: how D0's and D5's requests open ([MS-MSRP] §2.2.3.1.1)."""
 _DATA_BLOCK = struct.Struct("<BH")
 """A data block's BufferFormat and DataLength ([MS-CIFS] §2.2.2.2)."""
 _NAMES_OFFSET = 4
@@ -423,6 +170,8 @@ _EMPTY_REPLY_BODY = bytes(3)
 """WordCount 0, ByteCount 0: the body of every reply but D5's ([MS-MSRP] §2.2.3.x.2)."""
 _D5_REPLY_BODY = struct.Struct("<BHH")
 """D5 reply WordCount 1, MessageGroupId, ByteCount 0 ([MS-MSRP] §2.2.3.2.2)."""
+MAX_SMB_COUNT = 0xFFFF
+"""ByteCount, DataLength and MessageGroupId are 16-bit fields ([MS-CIFS] §2.2.3.3)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,10 +199,26 @@ class MessageRequest:
     Data: bytes = b""
 
 
+def describe_status(header: SMBHeader) -> str:
+    """A reply's Status in words: an NTSTATUS when Flags2 says so, else DOS class/code
+    ([MS-CIFS] §2.2.3.1); "success" for zero."""
+    status = header.Status
+    if status == STATUS_SUCCESS:
+        return "success"
+    if header.Flags2 & SMB_FLAGS2_NT_STATUS:
+        return _NT_STATUS_NAMES.get(status, f"NTSTATUS 0x{status:08X}")
+    error_class, error_code = status & 0xFF, status >> 16
+    return _ERROR_NAMES.get((error_class, error_code), f"DOS error {error_class}/{error_code}")
+
+
+# Reading requests (the session path).
+
+
 def parse_header(data: bytes) -> SMBHeader:
     """The header an SMB (`data`: a SESSION MESSAGE's payload) starts with ([MS-CIFS] §2.2.3.1).
 
-    Raises WireError where smb_of() does: no complete SMB1 header (SMB2, garbage, truncated).
+    Raises WireError where the layers' smb_of() does: no complete SMB1 header (SMB2, garbage,
+    truncated).
     """
     if len(data) < SMB_HEADER_LENGTH or data[:4] != SMB1_PROTOCOL:
         raise WireError("session message does not hold a complete SMB1 header")
@@ -530,18 +295,39 @@ def parse_request(command: int, body: bytes) -> MessageRequest:
     request = _REQUEST_READERS[command](body)
     if request is None:
         raise WireError(f"{command_name(command)} body does not dissect")
-    _check_word_count(MESSAGE_BODIES[(command, False)], body[0])
+    check_word_count(command, body[0])
     return request
 
 
+# Building replies (the session path).
+
+
+def reply_status(request_flags2: int, error: SMBError | None) -> tuple[int, int]:
+    """A reply's Status and Flags2 for `error` (None: success), the way smbd sets them.
+
+    Flags2 is REPLY_FLAGS2, plus NT_STATUS when Status is an NTSTATUS. An error goes out as an
+    NTSTATUS when it has one and the request set FLAGS2_NT_STATUS, otherwise in DOS form.
+    """
+    if error is None:
+        return STATUS_SUCCESS, REPLY_FLAGS2 | SMB_FLAGS2_NT_STATUS
+    if error.nt_status is not None and request_flags2 & SMB_FLAGS2_NT_STATUS:
+        return error.nt_status, REPLY_FLAGS2 | SMB_FLAGS2_NT_STATUS
+    return error.dos_status, REPLY_FLAGS2
+
+
+def reply_flags(request_flags: int) -> int:
+    """A reply's Flags: REPLY and the request's case bit, as smbd sets them ([MS-CIFS] §2.2.3.1)."""
+    return SMB_FLAGS_REPLY | (request_flags & SMB_FLAGS_CASE_INSENSITIVE)
+
+
 def _reply_header_bytes(request: SMBHeader, error: SMBError | None) -> bytes:
-    """reply_header(), as bytes."""
-    status, flags2 = _reply_status(request.Flags2, error)
+    """The header of a reply to `request`: TID, PIDHigh, PIDLow, UID and MID echoed."""
+    status, flags2 = reply_status(request.Flags2, error)
     return _HEADER.pack(
         SMB1_PROTOCOL,
         request.Command,
         status,
-        SMB_FLAGS_REPLY | (request.Flags & SMB_FLAGS_CASE_INSENSITIVE),
+        reply_flags(request.Flags),
         flags2,
         request.PIDHigh,
         request.TID,
@@ -552,18 +338,107 @@ def _reply_header_bytes(request: SMBHeader, error: SMBError | None) -> bytes:
 
 
 def build_success_reply(request: SMBHeader, message_group_id: int | None = None) -> bytes:
-    """success_reply(), as bytes: the same checks, the same reply ([MS-MSRP] §2.2.3.x.2)."""
-    if (request.Command, True) not in MESSAGE_BODIES:
+    """The success reply to a D0, D5, D7 or D6 `request` ([MS-MSRP] §2.2.3.x.2).
+
+    A D5 reply carries `message_group_id` (WordCount 1); the others are WordCount 0, ByteCount 0.
+    """
+    if request.Command not in RESPONSE_WORD_COUNTS:
         raise ValueError(f"command 0x{request.Command:02X} is not a message command")
     if request.Command != SMB_COM_SEND_START_MB_MESSAGE:
         return _reply_header_bytes(request, None) + _EMPTY_REPLY_BODY
     if message_group_id is None:
         raise ValueError("a D5 reply needs a MessageGroupId")
     return _reply_header_bytes(request, None) + _D5_REPLY_BODY.pack(
-        SMBSendStartMBMessageResponse.WORD_COUNT, message_group_id, 0
+        RESPONSE_WORD_COUNTS[SMB_COM_SEND_START_MB_MESSAGE], message_group_id, 0
     )
 
 
 def build_error_reply(request: SMBHeader, error: SMBError) -> bytes:
-    """error_reply(), as bytes: the header with Status, WordCount 0, ByteCount 0."""
+    """An error reply to any `request`: its header with Status, WordCount 0, ByteCount 0
+    ([MS-CIFS] §3.3.4.1.2)."""
     return _reply_header_bytes(request, error) + _EMPTY_REPLY_BODY
+
+
+# Building requests and reading their replies (the sender).
+
+
+def build_request_header(command: int) -> bytes:
+    """The header of a request: every field but Command zero ([MS-MSRP] §2.2.3)."""
+    return _HEADER.pack(SMB1_PROTOCOL, command, 0, 0, 0, 0, 0, 0, 0, 0)
+
+
+def _oem_string(name: bytes, label: str) -> bytes:
+    """`name` as a buffer-format 0x04 string with its NUL ([MS-MSRP] §2.2.3.1.1)."""
+    if b"\0" in name:
+        raise WireError(f"{label} contains a NUL")
+    return bytes([BUFFER_FORMAT_STRING]) + name + b"\0"
+
+
+def _data_block(data: bytes) -> bytes:
+    """`data` as a buffer-format 0x01 data block: its DataLength, then the bytes."""
+    if len(data) > MAX_SMB_COUNT:
+        raise WireError(f"a data block of {len(data)} bytes exceeds DataLength's 16 bits")
+    return _DATA_BLOCK.pack(BUFFER_FORMAT_DATA_BLOCK, len(data)) + data
+
+
+def _without_words(command: int, buffers: bytes) -> bytes:
+    """A request with WordCount 0 and `buffers` as its data, ByteCount counting them."""
+    if len(buffers) > MAX_SMB_COUNT:
+        raise WireError(f"a request of {len(buffers)} bytes exceeds ByteCount's 16 bits")
+    return build_request_header(command) + _NO_WORDS.pack(0, len(buffers)) + buffers
+
+
+def _check_group(message_group_id: int) -> int:
+    if not 0 <= message_group_id <= MAX_SMB_COUNT:
+        raise WireError(f"MessageGroupId {message_group_id} does not fit 16 bits")
+    return message_group_id
+
+
+def build_send_message_request(originator: bytes, destination: bytes, data: bytes) -> bytes:
+    """SMB_COM_SEND_MESSAGE (D0): a whole message in one block ([MS-MSRP] §2.2.3.1.1)."""
+    return _without_words(
+        SMB_COM_SEND_MESSAGE,
+        _oem_string(originator, "OriginatorName")
+        + _oem_string(destination, "DestinationName")
+        + _data_block(data),
+    )
+
+
+def build_send_start_mb_message_request(originator: bytes, destination: bytes) -> bytes:
+    """SMB_COM_SEND_START_MB_MESSAGE (D5): who to whom ([MS-MSRP] §2.2.3.2.1)."""
+    return _without_words(
+        SMB_COM_SEND_START_MB_MESSAGE,
+        _oem_string(originator, "OriginatorName") + _oem_string(destination, "DestinationName"),
+    )
+
+
+def build_send_text_mb_message_request(message_group_id: int, data: bytes) -> bytes:
+    """SMB_COM_SEND_TEXT_MB_MESSAGE (D7): one block of text ([MS-MSRP] §2.2.3.3.1)."""
+    block = _data_block(data)
+    if len(block) > MAX_SMB_COUNT:
+        raise WireError(f"a request of {len(block)} bytes exceeds ByteCount's 16 bits")
+    words = struct.pack(
+        "<BHH",
+        REQUEST_WORD_COUNTS[SMB_COM_SEND_TEXT_MB_MESSAGE],
+        _check_group(message_group_id),
+        len(block),
+    )
+    return build_request_header(SMB_COM_SEND_TEXT_MB_MESSAGE) + words + block
+
+
+def build_send_end_mb_message_request(message_group_id: int) -> bytes:
+    """SMB_COM_SEND_END_MB_MESSAGE (D6): the group is complete ([MS-MSRP] §2.2.3.4.1)."""
+    return build_request_header(SMB_COM_SEND_END_MB_MESSAGE) + _D6_FIXED.pack(
+        REQUEST_WORD_COUNTS[SMB_COM_SEND_END_MB_MESSAGE], _check_group(message_group_id), 0
+    )
+
+
+def parse_send_start_mb_message_response(body: bytes) -> int | None:
+    """The MessageGroupId a D5 response body (after the header) carries ([MS-MSRP] §2.2.3.2.2).
+
+    None where it carries none, as its layer reads it: WordCount 0 (smbd's answer, after which
+    smbclient sends group 0, and an error reply's) or a body cut short.
+    """
+    if len(body) < _D5_REPLY_BODY.size or body[0] < 1:
+        return None
+    return _D5_REPLY_BODY.unpack_from(body, 0)[1]

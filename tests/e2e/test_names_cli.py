@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from messengerd.control.server import CONTROL_SOCKET
+from messengerd.control.protocol import CONTROL_SOCKET
 from messengerd.wire.names import NetBIOSName
 from messengerd.wire.nbns import (
     NAM_ERR,

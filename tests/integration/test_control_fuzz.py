@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from messengerd.background import DaemonThread
 from messengerd.config.options import DaemonConfig
-from messengerd.control.server import CONTROL_SOCKET, MAX_REPLY_BYTES, MAX_REQUEST_BYTES
+from messengerd.control.protocol import CONTROL_SOCKET, MAX_REPLY_BYTES, MAX_REQUEST_BYTES
 from messengerd.core.lmerr import NetError
 from messengerd.daemon import Daemon
 from messengerd.sender import (
@@ -267,8 +267,8 @@ D7 = text_requests(OUTGOING, 7)[0]
 
 def answer(request: bytes, error: smb.SMBError | None = None) -> bytes:
     """A receiver's reply to a message command: success (group 7 for a D5), or `error`."""
-    header = smb.smb_of(nbss.parse_frame(request))
-    reply = smb.error_reply(header, error) if error else smb.success_reply(header, 7)
+    header = smb.parse_header(request[nbss.NBSS_HEADER_LENGTH :])
+    reply = smb.build_error_reply(header, error) if error else smb.build_success_reply(header, 7)
     return nbss.session_message(reply)
 
 

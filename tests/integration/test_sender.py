@@ -7,16 +7,15 @@ import asyncio
 import socket
 
 import pytest
-from scapy.layers.smb import SMB_Header
 
 from messengerd.core import lmerr
 from messengerd.core.lmerr import NetError
+from messengerd.decode.capture import read_segments
 from messengerd.sender import (
     CRLF,
     MAX_MAILSLOT_TEXT_BYTES,
     MAX_SESSION_TEXT_BYTES,
     computer_name,
-    describe_status,
     end_request,
     net_message_buffer_send,
     prepare_message,
@@ -27,8 +26,7 @@ from messengerd.sender import (
     start_request,
     text_requests,
 )
-from messengerd.wire import nbss, smb
-from messengerd.wire.capture import read_segments
+from messengerd.wire import smb
 from messengerd.wire.datagram import (
     MESSENGER_DATAGRAM_BYTES,
     MESSENGER_MAILSLOT,
@@ -37,6 +35,8 @@ from messengerd.wire.datagram import (
     parse_mailslot_write,
     parse_messenger_payload,
 )
+from messengerd.wire.layers import nbss as nbss_layers
+from messengerd.wire.layers import smb as smb_layers
 from messengerd.wire.names import NetBIOSName
 from messengerd.wire.nbns import build_negative_name_query_response, parse_nbns
 
@@ -87,8 +87,8 @@ def test_d5_d7_d6_bodies_are_those_smbclient_sent_to_smbd(capture):
 def test_long_text_is_cut_into_128_byte_d7_blocks_of_one_group():
     text = bytes(range(33, 127)) * 4
     message = prepare_message("BOB", text, fromname="ALICE")
-    frames = [nbss.parse_frame(frame) for frame in text_requests(message, message_group_id=7)]
-    bodies = [frame[smb.SMBSendTextMBMessageRequest] for frame in frames]
+    frames = [nbss_layers.parse_frame(frame) for frame in text_requests(message, 7)]
+    bodies = [frame[smb_layers.SMBSendTextMBMessageRequest] for frame in frames]
     assert [len(body.Data) for body in bodies] == [128, 128, 120]
     assert b"".join(body.Data for body in bodies) == text
     assert {body.MessageGroupId for body in bodies} == {7}
@@ -171,28 +171,6 @@ def test_blocking_call_inside_an_event_loop_says_to_await_send_message():
 
     with pytest.raises(RuntimeError, match="await send_message"):
         asyncio.run(misuse())
-
-
-def request_header(**fields) -> SMB_Header:
-    return SMB_Header(bytes(SMB_Header(Command=smb.SMB_COM_SEND_MESSAGE, Flags=0, **fields)))
-
-
-def test_reply_status_in_words():
-    request = request_header()
-    assert describe_status(smb.success_reply(request)) == "success"
-    assert (
-        describe_status(smb.error_reply(request, smb.ERROR_MESSAGING_OFF))
-        == "ERRSRV/ERRmsgoff (not receiving messages)"
-    )
-    assert (
-        describe_status(smb.error_reply(request, smb.ERROR_NO_ROOM))
-        == "ERRSRV/ERRnoroom (no room for the message)"
-    )
-    nt_request = request_header(Flags2=smb.SMB_FLAGS2_NT_STATUS)
-    assert (
-        describe_status(smb.error_reply(nt_request, smb.ERROR_INVALID_PARAMETER))
-        == "STATUS_INVALID_PARAMETER"
-    )
 
 
 @pytest.fixture

@@ -8,11 +8,13 @@ import logging
 
 import pytest
 
+from messengerd.core.message import Outcome
 from messengerd.protocol.events import MessageReceived
 from messengerd.protocol.session import MAX_BUFFERED_BYTES
-from messengerd.transport.session import Accept, Acknowledge, SessionListener
+from messengerd.transport.session import Accept, SessionListener
 from messengerd.wire import nbss, smb
-from tests.unit.protocol.test_session_machine import ALICE_WORKSTATION, BOB, Aliases, d0
+from tests.helpers import Names
+from tests.unit.protocol.test_session_machine import ALICE_WORKSTATION, BOB, d0
 
 LOOPBACK = "127.0.0.1"
 WAIT = 5.0
@@ -20,36 +22,30 @@ WAIT = 5.0
 
 
 class Store:
-    """An accept() that acknowledges each message at once, or after hold() only once
-    release() is called; it records what it got."""
+    """An accept() that stores each message at once, or after hold() only once release()
+    is called; it records what it got."""
 
     def __init__(self) -> None:
-        self.held: list[tuple[MessageReceived, Acknowledge]] = []
-        self.holding = False
+        self.released = asyncio.Event()
+        self.released.set()
         self.messages: list[bytes] = []
         self.entered = asyncio.Event()
 
-    def __call__(self, event: MessageReceived, peer: str, acknowledge: Acknowledge) -> None:
+    async def __call__(self, event: MessageReceived, peer: str) -> Outcome:
         self.entered.set()
-        if self.holding:
-            self.held.append((event, acknowledge))
-        else:
-            self.messages.append(event.text)
-            acknowledge(True)
+        await self.released.wait()
+        self.messages.append(event.text)
+        return Outcome("stored", id=len(self.messages))
 
     def hold(self) -> None:
-        self.holding = True
+        self.released.clear()
 
     def release(self) -> None:
-        self.holding = False
-        held, self.held = self.held, []
-        for event, acknowledge in held:
-            self.messages.append(event.text)
-            acknowledge(True)
+        self.released.set()
 
 
 async def listen(store: Accept, **options: float) -> tuple[SessionListener, int]:
-    listener = SessionListener(Aliases(BOB), store, **options)  # type: ignore[arg-type]
+    listener = SessionListener(Names(local=[BOB]), store, codepage="cp850", **options)  # type: ignore[arg-type]
     return listener, await listener.start(LOOPBACK, 0)
 
 
@@ -188,9 +184,9 @@ async def test_stop_lets_a_message_being_stored_finish_and_closes_its_session():
 
 
 @pytest.mark.asyncio
-async def test_messages_acknowledged_at_once_are_answered_in_order_however_many_wait():
-    # No inbox: each acknowledgement comes inside accept(). Every message the machine holds
-    # behind the first is taken in a loop, not by recursion, and answered in order.
+async def test_messages_stored_at_once_are_answered_in_order_however_many_wait():
+    # Every message the machine holds behind the first is taken once the one before is
+    # answered, and answered in order.
     store = Store()
     listener, port = await listen(store)
     count = MAX_BUFFERED_BYTES // len(d0(b"m000")) - 1
@@ -211,25 +207,69 @@ async def test_an_accept_that_raises_gets_an_error_reply_and_the_session_goes_on
     caplog.set_level(logging.ERROR, "messengerd.transport.session")
     seen: list[bytes] = []
 
-    def accept(event: MessageReceived, peer: str, acknowledge: Acknowledge) -> None:
+    async def accept(event: MessageReceived, peer: str) -> Outcome:
         seen.append(event.text)
-        if event.text == b"acknowledged, then broken":
-            acknowledge(True)  # the second acknowledgement, from the error, is ignored
         if event.text != b"fine":
             raise RuntimeError("a bug in accept")
-        acknowledge(True)
+        return Outcome("stored", id=1)
 
     listener, port = await listen(accept)
     try:
         reader, writer = await asyncio.open_connection(LOOPBACK, port)
         writer.write(d0(b"broken"))
         assert status(await reply(reader)) == smb.ERROR_NO_ROOM.dos_status
-        writer.write(d0(b"acknowledged, then broken") + d0(b"fine"))
+        writer.write(d0(b"fine"))
         assert status(await reply(reader)) == 0
-        assert status(await reply(reader)) == 0
-        assert seen == [b"broken", b"acknowledged, then broken", b"fine"]
-        assert caplog.text.count("a message could not be delivered") == 2
-        assert listener.storing == 0
+        assert seen == [b"broken", b"fine"]
+        assert caplog.text.count("a message could not be taken") == 1
+        assert "a bug in accept" in caplog.text
+        writer.close()
+    finally:
+        await listener.stop()
+    assert not listener.accepting
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("outcome", "expected"),
+    [
+        (Outcome("stored", id=1), 0),
+        (Outcome("duplicate", id=1), 0),
+        (Outcome("refused", reason="deny_sources"), 0),
+        (Outcome("error", reason="disk full"), smb.ERROR_NO_ROOM.dos_status),
+    ],
+)
+async def test_the_reply_says_what_accept_did(outcome: Outcome, expected: int):
+    async def accept(event: MessageReceived, peer: str) -> Outcome:
+        return outcome
+
+    listener, port = await listen(accept)
+    try:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        writer.write(d0(b"anything"))
+        assert status(await reply(reader)) == expected
+        writer.close()
+    finally:
+        await listener.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_session_trickling_bytes_of_a_frame_it_never_completes_is_idle():
+    listener, port = await listen(Store(), idle_timeout=0.4)
+    try:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port)
+        frame = d0(b"never finished")
+        sent = 0
+        while sent < 12 and not reader.at_eof():  # a byte every 0.1 s: never a whole frame
+            try:
+                writer.write(frame[sent : sent + 1])
+                await writer.drain()
+            except ConnectionError:
+                break
+            sent += 1
+            await asyncio.sleep(0.1)
+        assert await closed(reader)
+        assert sent < 12, "the trickle kept the session open"
         writer.close()
     finally:
         await listener.stop()

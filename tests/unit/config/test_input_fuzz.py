@@ -17,12 +17,12 @@ from messengerd.config import settings as settings_module
 from messengerd.config.settings import (
     DAEMON_KEYS,
     POLICY_KEYS,
-    SINK_KEYS,
     Settings,
     SettingsError,
-    key_lines,
     parse_settings,
 )
+from messengerd.config.tomlkeys import key_lines
+from messengerd.delivery.routing import SINK_TYPES
 
 FUZZ = settings(max_examples=300, deadline=None)
 HANG_SECONDS = 2.0
@@ -137,7 +137,7 @@ SECTIONS = {
     "[daemon]": [*DAEMON_KEYS],
     "[policy]": [*POLICY_KEYS],
     "[routing]": ["default", "aliases"],
-    "[[sink]]": ["type", "name", *{key for keys in SINK_KEYS.values() for key in keys}],
+    "[[sink]]": ["type", "name", *{key for sink in SINK_TYPES.values() for key in sink.keys}],
 }
 
 
@@ -167,7 +167,7 @@ def check_settings(text: str) -> None:
     """parse_settings gives Settings, or SettingsError whose lines name lines of `text`."""
     try:
         with within():
-            result = parse_settings(text, PATH)
+            result = parse_settings(text, PATH, sink_types=SINK_TYPES)
     except SettingsError as exc:
         assert exc.problems
         for line in exc.lines():
@@ -190,7 +190,7 @@ def test_settings_text_gives_settings_or_settings_error(text):
 def test_a_home_relative_path_for_no_such_user_is_a_settings_error(key, path):
     # Found by this fuzzer: Path.expanduser() raised RuntimeError or ValueError out of it.
     with pytest.raises(SettingsError):
-        parse_settings(f'{key} = "{path}"\n', PATH)
+        parse_settings(f'{key} = "{path}"\n', PATH, sink_types=SINK_TYPES)
     check_settings(f'{key} = "{path}"\n')
 
 
@@ -199,7 +199,7 @@ def test_every_problem_is_one_line_whatever_the_command_holds(separator):
     # Found by this fuzzer: the character after % went into the message as it was.
     text = f'[[sink]]\ntype = "command"\ncommand = "notify %{separator}"\n'
     with pytest.raises(SettingsError) as caught:
-        parse_settings(text, PATH)
+        parse_settings(text, PATH, sink_types=SINK_TYPES)
     assert all(len(line.splitlines()) == 1 for line in caught.value.lines())
 
 

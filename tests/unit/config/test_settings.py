@@ -11,6 +11,7 @@ import pytest
 
 from messengerd.commands.config import add_parser as add_config_parser
 from messengerd.commands.exits import EXIT_OK, EXIT_USAGE, UsageError
+from messengerd.commands.run import daemon_config
 from messengerd.config.options import DaemonConfig
 from messengerd.config.settings import (
     MAX_CONFIG_BYTES,
@@ -18,11 +19,10 @@ from messengerd.config.settings import (
     SettingsError,
     default_config_path,
     find_settings,
-    key_lines,
     load_settings,
-    merge_daemon_config,
     parse_settings,
 )
+from messengerd.delivery.routing import SINK_TYPES
 
 FULL = """\
 # messengerd settings
@@ -70,14 +70,14 @@ store_refused = true
 
 def problems(text: str) -> list[str]:
     with pytest.raises(SettingsError) as info:
-        parse_settings(textwrap.dedent(text), "messengerd.toml")
+        parse_settings(textwrap.dedent(text), "messengerd.toml", sink_types=SINK_TYPES)
     return info.value.lines()
 
 
 def test_a_full_file_gives_typed_settings(tmp_path):
     path = tmp_path / "messengerd.toml"
     path.write_text(FULL, encoding="utf-8")
-    settings = load_settings(path)
+    settings = load_settings(path, sink_types=SINK_TYPES)
     daemon = settings.daemon
     assert (daemon.bind, daemon.broadcast) == ("192.0.2.10", "192.0.2.255")
     assert (daemon.name_port, daemon.datagram_port, daemon.session_port) == (10137, 10138, 10139)
@@ -112,7 +112,7 @@ def test_a_full_file_gives_typed_settings(tmp_path):
 
 
 def test_an_empty_file_is_all_defaults():
-    settings = parse_settings("")
+    settings = parse_settings("", sink_types=SINK_TYPES)
     assert settings.daemon == Settings().daemon
     assert settings.sinks == []
     assert settings.routing.default is None
@@ -286,7 +286,7 @@ def test_routes_must_name_existing_sinks():
 
 
 def test_routes_may_name_the_console_when_no_sinks_are_configured():
-    settings = parse_settings('[routing]\ndefault = ["console"]\n')
+    settings = parse_settings('[routing]\ndefault = ["console"]\n', sink_types=SINK_TYPES)
     assert settings.routing.default == ["console"]
 
 
@@ -332,51 +332,17 @@ def test_strings_that_look_like_keys_do_not_move_the_line():
     assert lines[0].startswith("messengerd.toml:7: key 'sink[1].shell': must be true or false")
 
 
-def test_key_lines_follow_dotted_quoted_inline_and_array_keys():
-    text = textwrap.dedent(
-        """\
-        top = 1
-        a.b = 2  # comment with = and [x]
-        "quoted.key" = 'lit'
-        [t]
-        inline = { x = 1, y = { z = 2 } }
-        list = [
-          { k = 1 },
-          { k = 2 },
-        ]
-        [[arr]]
-        v = 1
-        [[arr]]
-        v = 2
-        [[arr.sub]]
-        w = 3
-        when = 1979-05-27 07:32:00
-        after = true
-        """
-    )
-    lines = key_lines(text)
-    assert lines[("top",)] == 1
-    assert lines[("a", "b")] == 2
-    assert lines[("quoted.key",)] == 3
-    assert lines[("t", "inline", "y", "z")] == 5
-    assert lines[("t", "list", 1, "k")] == 8
-    assert lines[("arr", 0, "v")] == 11
-    assert lines[("arr", 1, "v")] == 13
-    assert lines[("arr", 1, "sub", 0, "w")] == 15
-    assert lines[("arr", 1, "sub", 0, "after")] == 17
-
-
 def test_an_unreadable_or_huge_file_is_a_settings_error(tmp_path):
     with pytest.raises(SettingsError, match=r"missing\.toml: cannot read"):
-        load_settings(tmp_path / "missing.toml")
+        load_settings(tmp_path / "missing.toml", sink_types=SINK_TYPES)
     huge = tmp_path / "huge.toml"
     huge.write_text("# " + "x" * MAX_CONFIG_BYTES, encoding="utf-8")
     with pytest.raises(SettingsError, match="larger than"):
-        load_settings(huge)
+        load_settings(huge, sink_types=SINK_TYPES)
     latin1 = tmp_path / "latin1.toml"
     latin1.write_bytes(b'[daemon]\naliases = ["J\xfcrgen"]\n')
     with pytest.raises(SettingsError, match=r"latin1\.toml:2: not UTF-8 text"):
-        load_settings(latin1)
+        load_settings(latin1, sink_types=SINK_TYPES)
 
 
 def test_default_config_path_is_in_the_user_config_dir():
@@ -407,9 +373,9 @@ def cli_args(**given) -> argparse.Namespace:
 def test_command_line_flags_override_the_file_which_overrides_defaults(tmp_path):
     path = tmp_path / "messengerd.toml"
     path.write_text(FULL, encoding="utf-8")
-    settings = load_settings(path)
-    config = merge_daemon_config(
-        settings, cli_args(bind="127.0.0.1", session_port=0, alias=["BOB"], store=False)
+    settings = load_settings(path, sink_types=SINK_TYPES)
+    config = daemon_config(
+        cli_args(bind="127.0.0.1", session_port=0, alias=["BOB"], store=False), settings
     )
     assert config.bind == "127.0.0.1"
     assert config.session_port == 0
@@ -423,14 +389,14 @@ def test_command_line_flags_override_the_file_which_overrides_defaults(tmp_path)
 
 
 def test_without_file_or_flags_the_daemon_defaults_stand():
-    config = merge_daemon_config(Settings(), cli_args())
+    config = daemon_config(cli_args(), Settings())
     defaults = DaemonConfig()
     assert config == defaults
 
 
 def test_a_bad_codepage_flag_is_a_usage_error():
     with pytest.raises(UsageError, match="unknown code page 'nope'"):
-        merge_daemon_config(Settings(), cli_args(codepage="nope"))
+        daemon_config(cli_args(codepage="nope"), Settings())
 
 
 def config_check(capsys, *argv: str) -> tuple[int, str, str]:
@@ -471,12 +437,12 @@ def test_config_check_of_a_missing_file_exits_2(tmp_path, capsys):
 def test_find_settings_reads_the_named_file_or_the_default_if_present(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     assert default_config_path() == tmp_path / "config" / "messengerd" / "messengerd.toml"
-    assert find_settings(None).path is None, "no default file: all defaults"
+    assert find_settings(None, sink_types=SINK_TYPES).path is None, "no default file: all defaults"
     default_config_path().parent.mkdir(parents=True)
     default_config_path().write_text('[daemon]\naliases = ["DEFAULT"]\n', encoding="utf-8")
-    assert find_settings(None).daemon.aliases == ["DEFAULT"]
+    assert find_settings(None, sink_types=SINK_TYPES).daemon.aliases == ["DEFAULT"]
     named = tmp_path / "named.toml"
     named.write_text('[daemon]\naliases = ["NAMED"]\n', encoding="utf-8")
-    assert find_settings(named).daemon.aliases == ["NAMED"]
+    assert find_settings(named, sink_types=SINK_TYPES).daemon.aliases == ["NAMED"]
     with pytest.raises(SettingsError, match="cannot read"):
-        find_settings(tmp_path / "missing.toml")
+        find_settings(tmp_path / "missing.toml", sink_types=SINK_TYPES)

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import functools
 import hashlib
 import json
+import os
 import sqlite3
+import stat
 import subprocess
 import sys
 import threading
@@ -17,20 +18,15 @@ from pathlib import Path
 
 import pytest
 
-from messengerd import inbox_writer
 from messengerd.core.message import Message
-from messengerd.core.store.inbox import (
+from messengerd.core.store import schema
+from messengerd.core.store.inbox import Inbox, InboxError, InboxFull, StoredMessage, StoreResult
+from messengerd.core.store.schema import (
     DATABASE_NAME,
     DUPLICATE_WINDOW,
     MIGRATIONS,
     SCHEMA_VERSION,
     TEXT_DIGEST_SIZE,
-    Inbox,
-    InboxError,
-    InboxFull,
-    StoredMessage,
-    StoreResult,
-    write_request,
 )
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC)
@@ -52,7 +48,7 @@ def message(
 
 class WriteLock:
     """Another connection holding the inbox's write lock, as `messengerd history
-    --mark-read` does for a moment: the writer process waits for it, as it would."""
+    --mark-read` does for a moment: the writer thread waits for it, as it would."""
 
     def __init__(self, data_dir: Path) -> None:
         self.conn = sqlite3.connect(data_dir / DATABASE_NAME, isolation_level=None)
@@ -160,81 +156,66 @@ async def test_store_beyond_the_pending_bound_raises_inbox_full(tmp_path: Path):
 
 
 @pytest.mark.asyncio
-async def test_submit_calls_back_with_each_outcome_and_a_failing_callback_stops_no_other(
-    tmp_path: Path, caplog
-):
-    outcomes: dict[str, StoreResult | InboxError] = {}
-    answered = asyncio.Event()
-
-    def stored(text: str, outcome: StoreResult | InboxError) -> None:
-        outcomes[text] = outcome
-        if len(outcomes) == 3:
-            answered.set()
-        if text == "broken caller":
-            raise RuntimeError("a bug in the caller")
-
-    async with Inbox(tmp_path, busy_timeout=0.2) as inbox:
-        with WriteLock(tmp_path):
-            inbox.submit(message("locked out"), functools.partial(stored, "locked out"))
-            async with asyncio.timeout(WAIT):
-                while not outcomes:
-                    await asyncio.sleep(0.01)
-        for text in ("broken caller", "next caller"):
-            inbox.submit(message(text), functools.partial(stored, text))
-        assert inbox.pending == 2  # sent at once, answered later on this loop
-        async with asyncio.timeout(WAIT):
-            await answered.wait()
-        assert isinstance(outcomes["locked out"], InboxError)
-        assert "database is locked" in str(outcomes["locked out"])
-        first, second = outcomes["broken caller"], outcomes["next caller"]
-        assert isinstance(first, StoreResult) and isinstance(second, StoreResult)
-        assert [inbox.get(first.id).text, inbox.get(second.id).text] == [  # type: ignore[union-attr]
-            "broken caller",
-            "next caller",
-        ]
-        assert "a caller failed on its message's answer" in caplog.text
-        assert inbox.pending == 0
-
-
-@pytest.mark.asyncio
 async def test_a_failed_batch_answers_its_callers_and_the_next_batch_stores(tmp_path: Path):
     async with Inbox(tmp_path, busy_timeout=0.2) as inbox:
+        # The writer waits busy_timeout (0.2 s here, not SQLite's 5 s) for the lock.
         with WriteLock(tmp_path), pytest.raises(InboxError, match="database is locked"):
-            await inbox.store(message("lost"))
-        assert inbox._writer is not None and inbox._writer.process.args[-1] == "0.2"
+            async with asyncio.timeout(3):
+                await inbox.store(message("lost"))
         result = await inbox.store(message("kept"))
         assert [m.text for m in inbox.query()] == ["kept"] and inbox.pending == 0
         assert result.id == inbox.latest_id()
 
 
 @pytest.mark.asyncio
-async def test_a_writer_process_that_dies_fails_its_writes_and_the_next_one_is_started(
+async def test_a_store_slower_than_its_bound_answers_an_error_and_a_retry_is_a_duplicate(
     tmp_path: Path,
 ):
-    async with Inbox(tmp_path) as inbox:
-        first = await inbox.store(message("before"))
-        writer = inbox._writer
-        assert writer is not None
-        with WriteLock(tmp_path):
-            pending = asyncio.create_task(inbox.store(message("in flight")))
-            await asyncio.sleep(0.3)
-            writer.process.kill()  # SIGKILL mid-batch: its transaction never commits
-            with pytest.raises(InboxError, match="writer process ended"):
-                await pending
-        again = await inbox.store(message("after"))
-        assert inbox._writer is not writer
-        assert [m.text for m in inbox.query()] == ["before", "after"]
-        assert again.id > first.id
+    async with Inbox(tmp_path, store_timeout=0.3) as inbox:
+        with WriteLock(tmp_path) as lock:
+            with pytest.raises(InboxError, match=r"longer than 0\.3 s"):
+                await inbox.store(message("slow disk"))
+            assert inbox.pending == 0  # the caller is answered; the writer still has it
+            lock.release()
+            # The sender, told of an error, sends again: its first copy landed meanwhile.
+            retry = await inbox.store(message("slow disk"))
+        assert retry.duplicate
+        assert [m.text for m in inbox.query()] == ["slow disk"]
 
 
 @pytest.mark.asyncio
-async def test_the_writer_process_commits_and_exits_when_the_inbox_closes(tmp_path: Path):
+async def test_close_commits_stops_the_writer_and_leaves_no_wal_behind(tmp_path: Path):
     inbox = Inbox(tmp_path)
-    await inbox.store(message())
-    writer = inbox._writer
-    assert writer is not None and writer.process.poll() is None
+    for i in range(50):
+        await inbox.store(message(f"alert {i}"))
+    writers = [t for t in threading.enumerate() if t.name == "inbox-writer"]
+    assert writers
     await inbox.aclose()
-    assert writer.process.returncode == 0
+    assert not any(t.is_alive() for t in writers)
+    wal = tmp_path / (DATABASE_NAME + "-wal")
+    assert not wal.exists() or wal.stat().st_size == 0
+    assert Inbox(tmp_path).count() == 50
+
+
+def test_the_inbox_files_are_private_whatever_the_umask(tmp_path: Path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    previous = os.umask(0o022)
+    try:
+
+        async def store_one() -> None:
+            async with Inbox(data_dir) as inbox:
+                await inbox.store(message())
+                modes = {
+                    path.name: stat.S_IMODE(path.stat().st_mode)
+                    for path in data_dir.glob(DATABASE_NAME + "*")
+                }
+                assert set(modes) >= {DATABASE_NAME, DATABASE_NAME + "-wal"}
+                assert set(modes.values()) == {0o600}, modes
+
+        asyncio.run(store_one())
+    finally:
+        os.umask(previous)
 
 
 @pytest.mark.asyncio
@@ -313,18 +294,17 @@ def test_the_duplicate_check_is_an_index_lookup_however_many_rows_match_the_name
     tmp_path: Path,
 ):
     Inbox(tmp_path).close()
-    # The writer process's transaction, run here so that its statements can be traced.
-    conn = inbox_writer.connect(str(tmp_path / DATABASE_NAME))
-    requests = [write_request(i, message(f"alert {i}")) for i in range(500)]
+    # The writer's transaction, run here so that its statements can be traced.
+    conn = schema.connect(tmp_path / DATABASE_NAME)
     conn.execute("BEGIN IMMEDIATE")
-    inbox_writer.insert_batch(conn, [inbox_writer.row(r) for r in requests])
+    schema.insert_batch(conn, [schema.row(message(f"alert {i}")) for i in range(500)])
     conn.execute("COMMIT")
     conn.execute("ANALYZE")  # the planner now knows that 500 rows share From and To
     ran: list[str] = []
     conn.set_trace_callback(ran.append)  # each statement with its values filled in
     conn.execute("BEGIN IMMEDIATE")
-    again = inbox_writer.row(write_request(500, message("alert 250")))
-    assert inbox_writer.insert_batch(conn, [again]) == [(251, True)]
+    again = schema.row(message("alert 250"))
+    assert schema.insert_batch(conn, [again]) == [(251, True)]
     conn.execute("COMMIT")
     conn.set_trace_callback(None)
     lookups = [sql for sql in ran if sql.lstrip().upper().startswith(("SELECT", "WITH"))]

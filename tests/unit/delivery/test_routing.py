@@ -15,7 +15,7 @@ from messengerd.core.message import Message
 from messengerd.delivery import Fanout
 from messengerd.delivery.command import MessageCommandSink
 from messengerd.delivery.console import ConsoleSink
-from messengerd.delivery.routing import RoutedSink, Router, build_sinks, unwrap
+from messengerd.delivery.routing import SINK_TYPES, RoutedSink, Router, build_sinks, unwrap
 
 
 class Recorder:
@@ -95,7 +95,7 @@ def test_a_failing_routed_sink_stops_no_other(caplog):
 
 def test_build_sinks_without_sinks_is_the_console():
     stream = io.StringIO()
-    sinks = build_sinks(parse_settings(""), json_lines=True, stream=stream)
+    sinks = build_sinks(parse_settings("", sink_types=SINK_TYPES), json_lines=True, stream=stream)
     assert len(sinks) == 1 and isinstance(sinks[0], ConsoleSink)
     asyncio.run(fan_out(sinks, message("BOB", "Hi")))
     assert json.loads(stream.getvalue())["text"] == "Hi"
@@ -119,7 +119,8 @@ def test_build_sinks_makes_each_configured_sink_and_routes_them(tmp_path):
         [routing]
         default = ["screen"]
         aliases = {{ ALERTS = ["popup"] }}
-        """
+        """,
+        sink_types=SINK_TYPES,
     )
     stream = io.StringIO()
     sinks = build_sinks(settings, stream=stream)

@@ -1,5 +1,5 @@
 """`messengerd decode`: messages and name service events out of captures, through the same
-wire layers and machines as the daemon (PROTOCOL.md §2-5)."""
+wire codecs and machines as the daemon (PROTOCOL.md §2-5)."""
 
 from __future__ import annotations
 
@@ -7,14 +7,13 @@ import argparse
 import json
 
 import pytest
-from scapy.layers.smb import SMB_Header
 
 from messengerd.commands import decode as decode_command
 from messengerd.commands.exits import EXIT_OK, UsageError
 from messengerd.decode import CAPTURE_COPY_WINDOW, decode_capture, decode_segments
+from messengerd.decode.capture import Segment
 from messengerd.sender import prepare_message, single_block_request, start_request
 from messengerd.wire import nbss, smb
-from messengerd.wire.capture import Segment
 from messengerd.wire.datagram import build_mailslot_datagrams, fragment_datagram
 from messengerd.wire.names import NetBIOSName
 from messengerd.wire.nbns import build_name_registration_request
@@ -37,8 +36,8 @@ def from_receiver(frame: int, payload: bytes, time: float) -> Segment:
 
 def reply_to(request_frame: bytes, error: smb.SMBError | None = None) -> bytes:
     """The receiver's reply to a request frame, built as messengerd's receiver builds it."""
-    request = SMB_Header(request_frame[nbss.NBSS_HEADER_LENGTH :])
-    reply = smb.error_reply(request, error) if error else smb.success_reply(request, 0)
+    request = smb.parse_header(request_frame[nbss.NBSS_HEADER_LENGTH :])
+    reply = smb.build_error_reply(request, error) if error else smb.build_success_reply(request, 0)
     return nbss.session_message(reply)
 
 

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 
-from messengerd.core import lmerr
-from messengerd.core.lmerr import NetError
-from messengerd.protocol.nameservice import NameService
+from messengerd.decode.capture import read_segments
+from messengerd.protocol.events import Dropped
+from messengerd.protocol.nameservice import NameService, RegistrationAnswer
 from messengerd.protocol.registration import (
     BCAST_REQ_RETRY_COUNT,
     BCAST_REQ_RETRY_TIMEOUT,
     Broadcast,
+    LateObjection,
     NameConflict,
     NameRegistered,
     Registrar,
 )
-from messengerd.transport.registration import RegistrationRunner
-from messengerd.wire.capture import read_segments
 from messengerd.wire.names import NetBIOSName
 from messengerd.wire.nbns import (
     ACT_ERR,
@@ -36,6 +33,8 @@ from messengerd.wire.nbns import (
     build_negative_name_registration_response,
     parse_nbns,
 )
+from tests import helpers
+from tests.helpers import drain, reply_to, take
 
 BOB = NetBIOSName(b"BOB", 0x03)
 RECVR = NetBIOSName(b"RECVR", 0x03)
@@ -57,11 +56,24 @@ def objection(trn_id: int, name: NetBIOSName = BOB) -> RegistrationResponse:
     return packet
 
 
+def poll(registrar: Registrar, now: float) -> list:
+    """What the registrar does by `now`."""
+    registrar.expire(now)
+    return drain(registrar)
+
+
+def answer(registrar: Registrar, response, source: str) -> list:
+    """What an answer changes: the events it brings, less the Dropped that only say why
+    an answer was ignored."""
+    registrar.receive_answer(response, source)
+    return [event for event in drain(registrar) if not isinstance(event, Dropped)]
+
+
 def register_fully(registrar: Registrar, name: NetBIOSName, start: float = 0.0) -> list:
     registrar.register(name, start)
     events = []
     for step in range(BCAST_REQ_RETRY_COUNT + 1):
-        events += registrar.poll(start + step * STEP)
+        events += poll(registrar, start + step * STEP)
     return events
 
 
@@ -75,15 +87,15 @@ def test_registration_is_three_broadcasts_250_ms_apart_then_an_overwrite_demand(
     sent = []
     for step in range(BCAST_REQ_RETRY_COUNT):
         now = 10.0 + step * STEP
-        events = registrar.poll(now)
+        events = poll(registrar, now)
         assert [type(event) for event in events] == [Broadcast]
         sent += broadcasts(events)
-        assert registrar.poll(now + STEP / 2) == [], "nothing between retries"
+        assert poll(registrar, now + STEP / 2) == [], "nothing between retries"
         assert registrar.next_deadline() == pytest.approx(now + STEP)
         assert registrar.state(BOB) == "registering"
     assert all(isinstance(p, NameRegistration) for p in sent)
     assert {(p.trn_id, p.flags, p.name, p.address) for p in sent} == {(0x1234, 0x2910, BOB, OURS)}
-    final = registrar.poll(10.0 + BCAST_REQ_RETRY_COUNT * STEP)
+    final = poll(registrar, 10.0 + BCAST_REQ_RETRY_COUNT * STEP)
     assert final[-1] == NameRegistered(BOB)
     (demand,) = broadcasts(final)
     assert (demand.flags, demand.trn_id, demand.overwrite_demand) == (0x2810, 0x1234, True)
@@ -117,43 +129,43 @@ def test_release_bytes_match_a_real_release(capture):
     registrar.release(name, 5.0)
     sent = []
     for step in range(BCAST_REQ_RETRY_COUNT):
-        sent += [e.data for e in registrar.poll(5.0 + step * STEP) if isinstance(e, Broadcast)]
+        sent += [e.data for e in poll(registrar, 5.0 + step * STEP) if isinstance(e, Broadcast)]
     assert sent == payloads
 
 
 def test_an_objection_makes_the_name_someone_elses():
     registrar = Registrar(OURS, first_trn_id=7)
     registrar.register(BOB, 0.0)
-    registrar.poll(0.0)
-    events = registrar.receive(objection(7), THEIRS)
+    poll(registrar, 0.0)
+    events = answer(registrar, objection(7), THEIRS)
     assert events == [NameConflict(BOB, THEIRS, ACT_ERR)]
     assert registrar.state(BOB) is None
-    assert registrar.poll(1.0) == [], "no more requests, no overwrite demand"
+    assert poll(registrar, 1.0) == [], "no more requests, no overwrite demand"
     assert registrar.next_deadline() is None
 
 
 def test_an_objection_to_another_transaction_or_name_is_ignored():
     registrar = Registrar(OURS, first_trn_id=7)
     registrar.register(BOB, 0.0)
-    registrar.poll(0.0)
-    assert registrar.receive(objection(8), THEIRS) == []
-    assert registrar.receive(objection(7, RECVR), THEIRS) == []
+    poll(registrar, 0.0)
+    assert answer(registrar, objection(8), THEIRS) == []
+    assert answer(registrar, objection(7, RECVR), THEIRS) == []
     assert registrar.state(BOB) == "registering"
 
 
 def test_a_positive_answer_does_not_end_a_b_node_registration():
     registrar = Registrar(OURS, first_trn_id=7)
     registrar.register(BOB, 0.0)
-    registrar.poll(0.0)
+    poll(registrar, 0.0)
     positive = parse_nbns(build_name_registration_response(7, BOB, OURS))
-    assert registrar.receive(positive, THEIRS) == []
+    assert answer(registrar, positive, THEIRS) == []
     assert registrar.state(BOB) == "registering"
 
 
 def test_an_objection_after_the_name_is_ours_is_too_late():
     registrar = Registrar(OURS, first_trn_id=7)
     register_fully(registrar, BOB)
-    assert registrar.receive(objection(7), THEIRS) == []
+    assert answer(registrar, objection(7), THEIRS) == [LateObjection(BOB, THEIRS, ACT_ERR)]
     assert registrar.registered() == [BOB]
 
 
@@ -163,20 +175,20 @@ def test_release_is_three_broadcasts_then_the_name_is_forgotten():
     registrar.release(BOB, 2.0)
     sent = []
     for step in range(BCAST_REQ_RETRY_COUNT):
-        sent += broadcasts(registrar.poll(2.0 + step * STEP))
+        sent += broadcasts(poll(registrar, 2.0 + step * STEP))
         assert registrar.busy == (step < BCAST_REQ_RETRY_COUNT - 1)
     assert all(isinstance(p, NameRelease) for p in sent)
     assert {(p.trn_id, p.flags, p.ttl) for p in sent} == {(2, 0x3010, 0)}
     assert registrar.state(BOB) is None
-    assert registrar.poll(10.0) == []
+    assert poll(registrar, 10.0) == []
 
 
 def test_releasing_a_name_still_being_registered_sends_nothing():
     registrar = Registrar(OURS)
     registrar.register(BOB, 0.0)
-    registrar.poll(0.0)
+    poll(registrar, 0.0)
     registrar.release(BOB, 0.1)
-    assert registrar.poll(5.0) == []
+    assert poll(registrar, 5.0) == []
     assert registrar.state(BOB) is None
 
 
@@ -184,9 +196,9 @@ def test_registering_again_while_releasing_stops_the_release():
     registrar = Registrar(OURS)
     register_fully(registrar, BOB)
     registrar.release(BOB, 2.0)
-    registrar.poll(2.0)
+    poll(registrar, 2.0)
     registrar.register(BOB, 2.1)
-    sent = broadcasts(registrar.poll(2.1))
+    sent = broadcasts(poll(registrar, 2.1))
     assert [type(p) for p in sent] == [NameRegistration]
 
 
@@ -202,11 +214,11 @@ def test_names_are_refreshed_at_half_their_ttl_by_broadcast():
     register_fully(registrar, BOB)
     registered_at = BCAST_REQ_RETRY_COUNT * STEP
     assert registrar.next_deadline() == pytest.approx(registered_at + 300)
-    assert registrar.poll(registered_at + 299) == []
-    (refresh,) = broadcasts(registrar.poll(registered_at + 300))
+    assert poll(registrar, registered_at + 299) == []
+    (refresh,) = broadcasts(poll(registrar, registered_at + 300))
     assert isinstance(refresh, NameRefresh)
     assert (refresh.opcode, refresh.flags, refresh.ttl) == (OPCODE_REFRESH, 0x4010, 600)
-    (again,) = broadcasts(registrar.poll(registered_at + 600))
+    (again,) = broadcasts(poll(registrar, registered_at + 600))
     assert again.trn_id != refresh.trn_id
     assert registrar.registered() == [BOB]
 
@@ -221,7 +233,7 @@ def test_transaction_ids_wrap_at_16_bits():
     registrar = Registrar(OURS, first_trn_id=0xFFFF)
     registrar.register(BOB, 0.0)
     registrar.register(RECVR, 0.0)
-    ids = {p.name: p.trn_id for p in broadcasts(registrar.poll(0.0))}
+    ids = {p.name: p.trn_id for p in broadcasts(poll(registrar, 0.0))}
     assert ids == {BOB: 0xFFFF, RECVR: 0}
 
 
@@ -230,24 +242,16 @@ def test_release_all_releases_held_names_and_drops_pending_ones():
     register_fully(registrar, BOB)
     registrar.register(RECVR, 5.0)
     registrar.release_all(6.0)
-    sent = broadcasts(registrar.poll(6.0))
+    sent = broadcasts(poll(registrar, 6.0))
     assert [(type(p), p.name) for p in sent] == [(NameRelease, BOB)]
 
 
 # --- defending our names (the name service) -------------------------------------------------
 
 
-class Names:
+def Names() -> helpers.Names:
     """A Directory: BOB and RECVR unique, WORKGROUP a group."""
-
-    def is_local(self, name):
-        return name in (BOB, RECVR)
-
-    def is_group(self, name):
-        return name == WORKGROUP
-
-    def name_table(self):
-        return [(BOB, False), (RECVR, False), (WORKGROUP, True)]
+    return helpers.Names(local=[BOB, RECVR], groups=[WORKGROUP])
 
 
 def registration(name, address=THEIRS, *, trn_id=0x77, nb_flags=0):
@@ -255,7 +259,7 @@ def registration(name, address=THEIRS, *, trn_id=0x77, nb_flags=0):
 
 
 def test_another_nodes_registration_of_our_name_gets_act_err_0xad86():
-    reply = NameService(Names()).receive(registration(BOB), local_ip=OURS, source=THEIRS)
+    reply = reply_to(NameService(Names()), registration(BOB), local_ip=OURS, source=THEIRS)
     assert reply == build_negative_name_registration_response(0x77, BOB, THEIRS)
     answer = parse_nbns(reply)
     assert isinstance(answer, RegistrationResponse)
@@ -263,15 +267,15 @@ def test_another_nodes_registration_of_our_name_gets_act_err_0xad86():
 
 
 def test_a_group_registration_of_our_unique_name_is_refused_too():
-    reply = NameService(Names()).receive(
-        registration(BOB, nb_flags=NB_FLAG_G), local_ip=OURS, source=THEIRS
+    reply = reply_to(
+        NameService(Names()), registration(BOB, nb_flags=NB_FLAG_G), local_ip=OURS, source=THEIRS
     )
     assert parse_nbns(reply).rcode == ACT_ERR
 
 
 def test_an_overwrite_demand_for_our_name_is_answered():
     demand = build_name_overwrite_demand(5, RECVR, THEIRS)
-    reply = NameService(Names()).receive(demand, local_ip=OURS, source=THEIRS)
+    reply = reply_to(NameService(Names()), demand, local_ip=OURS, source=THEIRS)
     assert parse_nbns(reply).rcode == ACT_ERR
 
 
@@ -286,69 +290,16 @@ def test_an_overwrite_demand_for_our_name_is_answered():
     ],
 )
 def test_these_are_not_defended(packet, why):
-    assert NameService(Names()).receive(packet, local_ip=OURS, source=THEIRS) is None, why
-
-
-class RegistrarListener:
-    """Hands what the name service receives to a Registrar, as RegistrationRunner does."""
-
-    def __init__(self, registrar):
-        self.registrar = registrar
-        self.events = []
-
-    def response_received(self, response, source):
-        self.events += self.registrar.receive(response, source)
+    assert reply_to(NameService(Names()), packet, local_ip=OURS, source=THEIRS) is None, why
 
 
 def test_the_name_service_hands_objections_to_the_registrar():
     registrar = Registrar(OURS, first_trn_id=9)
-    listener = RegistrarListener(registrar)
-    service = NameService(Names(), registrations=listener)
-    registrar.register(NetBIOSName(b"CAROL", 0x03), 0.0)
-    registrar.poll(0.0)
+    service = NameService(Names())
     carol = NetBIOSName(b"CAROL", 0x03)
+    registrar.register(carol, 0.0)
+    poll(registrar, 0.0)
     reply = build_negative_name_registration_response(9, carol, OURS)
-    assert service.receive(reply, local_ip=OURS, source=THEIRS) is None
-    assert listener.events == [NameConflict(carol, THEIRS, ACT_ERR)]
-
-
-# --- the asyncio runner ---------------------------------------------------------------------
-
-
-@pytest.mark.asyncio
-async def test_runner_register_returns_once_the_name_is_ours_and_close_releases_it():
-    sent: list[bytes] = []
-    runner = RegistrationRunner(Registrar(OURS, retry_timeout=0.01), sent.append)
-    await runner.register(BOB)
-    kinds = [type(parse_nbns(data)) for data in sent]
-    assert kinds == [NameRegistration] * 4, "three requests and the overwrite demand"
-    await runner.close()
-    released = [parse_nbns(data) for data in sent[4:]]
-    assert [type(p) for p in released] == [NameRelease] * BCAST_REQ_RETRY_COUNT
-
-
-@pytest.mark.asyncio
-async def test_runner_register_fails_with_nerr_duplicate_name_on_an_objection():
-    sent: list[bytes] = []
-    runner = RegistrationRunner(Registrar(OURS, first_trn_id=3), sent.append)
-    task = asyncio.create_task(runner.register(BOB))
-    while not sent:
-        await asyncio.sleep(0)
-    runner.response_received(objection(3), THEIRS)
-    with pytest.raises(NetError) as caught:
-        await task
-    assert caught.value.code == lmerr.NERR_DuplicateName == 2297
-    assert THEIRS in caught.value.detail
-    await runner.close()
-    assert [type(parse_nbns(data)) for data in sent] == [NameRegistration], "nothing released"
-
-
-@pytest.mark.asyncio
-async def test_runner_close_fails_registrations_under_way():
-    runner = RegistrationRunner(Registrar(OURS), lambda data: None)
-    task = asyncio.create_task(runner.register(BOB))
-    await asyncio.sleep(0)
-    await runner.close()
-    with pytest.raises(NetError) as caught:
-        await task
-    assert caught.value.code == lmerr.NERR_NetworkError
+    [event] = take(service, reply, source=(THEIRS, 137), local_ip=OURS)
+    assert isinstance(event, RegistrationAnswer)
+    assert answer(registrar, event.response, event.source) == [NameConflict(carol, THEIRS, ACT_ERR)]

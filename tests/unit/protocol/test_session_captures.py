@@ -14,11 +14,11 @@ from messengerd.protocol.events import CloseConnection, MessageReceived, SendDat
 from messengerd.protocol.session import SessionMachine
 from messengerd.wire.names import NetBIOSName
 from tests.conftest import CAPTURES
-from tests.unit.protocol.test_session_machine import Aliases
+from tests.helpers import Names, converse
 
 Flow = tuple[str, int, str, int]
 
-ALIASES = Aliases(NetBIOSName(b"RECVR", 0x03), NetBIOSName(b"ALICE", 0x03))
+ALIASES = Names(local=[NetBIOSName(b"RECVR", 0x03), NetBIOSName(b"ALICE", 0x03)])
 """The aliases the captures' senders call: nmbd's RECVR and the loopback listener's ALICE."""
 
 
@@ -49,18 +49,7 @@ def tcp_streams(path: Path) -> dict[Flow, list[bytes]]:
 def replay(payloads: list[bytes]) -> list:
     """Feed one direction to a fresh machine, storing each message; return every event."""
     machine = SessionMachine(ALIASES)
-    out = []
-    for payload in payloads:
-        events = machine.receive_data(payload)
-        while events:
-            more = []
-            for event in events:
-                out.append(event)
-                if isinstance(event, MessageReceived):
-                    out.append(SendData(machine.message_stored()))
-                    more = machine.receive_data(b"")
-            events = more
-    return out
+    return [event for payload in payloads for event in converse(machine, payload)]
 
 
 def delivered(path: Path, **match) -> list[MessageReceived]:

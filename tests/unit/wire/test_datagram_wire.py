@@ -32,7 +32,6 @@ from messengerd.wire.datagram import (
     DatagramError,
     DatagramQuery,
     DirectDatagram,
-    NBTDatagramError,
     build_datagram,
     build_mailslot_datagrams,
     build_mailslot_write,
@@ -43,6 +42,7 @@ from messengerd.wire.datagram import (
     parse_messenger_payload,
 )
 from messengerd.wire.errors import WireError
+from messengerd.wire.layers.datagram import NBTDatagramError
 from messengerd.wire.names import NetBIOSName
 from tests.conftest import need_tool
 

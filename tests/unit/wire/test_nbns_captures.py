@@ -5,15 +5,17 @@ from __future__ import annotations
 import pytest
 from scapy.packet import Raw
 
+from messengerd.decode.capture import read_segments
 from messengerd.protocol.nameservice import NameService
-from messengerd.wire.capture import read_segments
 from messengerd.wire.errors import WireError
+from messengerd.wire.layers.nbns import (
+    NameServiceHeader,
+)
 from messengerd.wire.names import NetBIOSName
 from messengerd.wire.nbns import (
     NAME_SERVICE_PORT,
     NameQuery,
     NameRegistration,
-    NameServiceHeader,
     NameServicePacket,
     NodeStatusQuery,
     QueryResponse,
@@ -21,6 +23,7 @@ from messengerd.wire.nbns import (
     parse_nbns,
 )
 from tests.conftest import CAPTURES
+from tests.helpers import reply_to
 
 KNOWN_CAPTURES = [
     "anyconnect-vpn.pcap",
@@ -89,7 +92,7 @@ def test_every_payload_round_trips_through_the_scapy_layers(capture, name):
 def test_name_service_answers_only_for_names_it_owns(capture, name):
     service = NameService(OnlyRecvr())
     for segment in name_service_payloads(capture(name)):
-        reply = service.receive(segment.payload, local_ip="192.0.2.1")
+        reply = reply_to(service, segment.payload, local_ip="192.0.2.1")
         if reply is None:
             continue
         request = parse_nbns(segment.payload)
@@ -118,7 +121,7 @@ def test_the_fuzz_capture_holds_about_a_hundred_packets_and_all_survive(capture)
             parse_nbns(segment.payload)
         except WireError:
             refused += 1
-        assert service.receive(segment.payload, local_ip="192.0.2.1") is None
+        assert reply_to(service, segment.payload, local_ip="192.0.2.1") is None
     assert refused >= 40
 
 
@@ -127,7 +130,7 @@ def test_we_answer_the_queries_nmbd_answered(capture):
     service = NameService(OnlyRecvr())
     answered = {}
     for segment in segments:
-        reply = service.receive(segment.payload, local_ip="192.0.2.1")
+        reply = reply_to(service, segment.payload, local_ip="192.0.2.1")
         if reply is not None:
             answered[parse_nbns(reply).trn_id] = parse_nbns(reply)
     nmbd = [

@@ -11,8 +11,22 @@ from scapy.layers.l2 import Ether
 from scapy.packet import Raw
 from scapy.utils import wrpcap
 
-from messengerd.wire.capture import read_segments
+from messengerd.decode.capture import read_segments
 from messengerd.wire.errors import WireError
+from messengerd.wire.layers.nbns import (
+    NameQueryRequest,
+    NameRefreshRequest,
+    NameRegistrationRequest,
+    NameRegistrationResponse,
+    NameReleaseRequest,
+    NameReleaseResponse,
+    NameServiceHeader,
+    NegativeNameQueryResponse,
+    NodeStatusRequest,
+    NodeStatusResponse,
+    PositiveNameQueryResponse,
+    WaitForAcknowledgementResponse,
+)
 from messengerd.wire.names import WILDCARD_NAME, NetBIOSName
 from messengerd.wire.nbns import (
     ACT_ERR,
@@ -29,28 +43,16 @@ from messengerd.wire.nbns import (
     OPCODE_RELEASE,
     AddressEntry,
     NameQuery,
-    NameQueryRequest,
     NameRefresh,
-    NameRefreshRequest,
     NameRegistration,
-    NameRegistrationRequest,
-    NameRegistrationResponse,
     NameRelease,
-    NameReleaseRequest,
-    NameReleaseResponse,
-    NameServiceHeader,
-    NegativeNameQueryResponse,
     NodeName,
     NodeStatus,
     NodeStatusQuery,
-    NodeStatusRequest,
-    NodeStatusResponse,
-    PositiveNameQueryResponse,
     QueryResponse,
     RegistrationResponse,
     ReleaseResponse,
     WaitForAcknowledgement,
-    WaitForAcknowledgementResponse,
     build_name_overwrite_demand,
     build_name_query_request,
     build_name_refresh_request,

@@ -1,4 +1,8 @@
-"""Reading packet captures (pcap, pcapng) down to the UDP and TCP payloads the machines take."""
+"""Reading packet captures (pcap, pcapng) down to the UDP and TCP payloads the machines take.
+
+The one place `messengerd decode` reads a file with scapy: its PcapReader knows the link types
+and both file formats. Everything after it reads the payloads with the runtime's own code.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The notification hub: every subscriber gets every message; a laggard loses only its own
+"""The subscriber hub: every subscriber gets every message; a laggard loses only its own
 oldest messages, counted, and holds up neither the daemon nor the other subscribers."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from messengerd.control.hub import NotificationSink, TooManySubscribers
+from messengerd.control.hub import SubscriberHub, TooManySubscribers
 from messengerd.core.message import Message
 
 
@@ -18,7 +18,7 @@ def message(text: str) -> Message:
 
 @pytest.mark.asyncio
 async def test_every_subscriber_gets_every_message_in_order():
-    hub = NotificationSink()
+    hub = SubscriberHub()
     tray, follower = hub.subscribe(), hub.subscribe()
     for index in range(3):
         await hub.deliver(message(f"alert {index}"))
@@ -33,7 +33,7 @@ async def test_every_subscriber_gets_every_message_in_order():
 
 @pytest.mark.asyncio
 async def test_a_waiting_subscriber_wakes_when_a_message_arrives():
-    hub = NotificationSink()
+    hub = SubscriberHub()
     subscription = hub.subscribe()
     waiting = asyncio.create_task(subscription.get())
     await asyncio.sleep(0)
@@ -44,7 +44,7 @@ async def test_a_waiting_subscriber_wakes_when_a_message_arrives():
 
 @pytest.mark.asyncio
 async def test_a_lagging_subscriber_drops_its_oldest_and_counts_them(caplog):
-    hub = NotificationSink(queue_size=3)
+    hub = SubscriberHub(queue_size=3)
     slow, fast = hub.subscribe(), hub.subscribe()
     received = []
     with caplog.at_level(logging.WARNING, logger="messengerd.control.hub"):
@@ -61,7 +61,7 @@ async def test_a_lagging_subscriber_drops_its_oldest_and_counts_them(caplog):
 
 @pytest.mark.asyncio
 async def test_each_loss_is_told_once_with_the_message_after_it():
-    hub = NotificationSink(queue_size=3)
+    hub = SubscriberHub(queue_size=3)
     subscription = hub.subscribe()
 
     async def next_one() -> tuple[int, str]:
@@ -80,7 +80,7 @@ async def test_each_loss_is_told_once_with_the_message_after_it():
 
 @pytest.mark.asyncio
 async def test_a_subscriber_joins_at_now_not_the_past():
-    hub = NotificationSink()
+    hub = SubscriberHub()
     await hub.deliver(message("before"))
     subscription = hub.subscribe()
     await hub.deliver(message("after"))
@@ -90,7 +90,7 @@ async def test_a_subscriber_joins_at_now_not_the_past():
 
 @pytest.mark.asyncio
 async def test_closing_ends_iteration_after_what_is_queued():
-    hub = NotificationSink()
+    hub = SubscriberHub()
     with hub.subscribe() as subscription:
         await hub.deliver(message("one"))
         await hub.deliver(message("two"))
@@ -109,7 +109,7 @@ async def _texts(subscription) -> list[str]:
 
 @pytest.mark.asyncio
 async def test_hub_close_ends_every_subscription():
-    hub = NotificationSink()
+    hub = SubscriberHub()
     readers = [asyncio.create_task(_texts(hub.subscribe())) for _ in range(3)]
     await asyncio.sleep(0)
     hub.close()
@@ -117,7 +117,7 @@ async def test_hub_close_ends_every_subscription():
 
 
 def test_subscribers_are_bounded():
-    hub = NotificationSink(max_subscribers=2)
+    hub = SubscriberHub(max_subscribers=2)
     hub.subscribe()
     second = hub.subscribe()
     with pytest.raises(TooManySubscribers):
@@ -129,4 +129,4 @@ def test_subscribers_are_bounded():
 
 def test_a_queue_size_below_one_is_refused():
     with pytest.raises(ValueError, match="1 or more"):
-        NotificationSink(queue_size=0)
+        SubscriberHub(queue_size=0)

@@ -1,0 +1,186 @@
+"""`messengerd run`: receive messages until Ctrl-C or SIGTERM, and print them.
+
+Its options (add_daemon_options) configure a daemon; `messengerd tray --standalone` takes
+them too. Each option given wins over the settings file's value, which wins over the
+default (daemon_config).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from messengerd.commands.arguments import ipv4, listen_port
+from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from messengerd.config.options import DaemonConfig, default_data_dir
+from messengerd.config.settings import (
+    Settings,
+    SettingsError,
+    default_config_path,
+    find_settings,
+)
+from messengerd.core.lmerr import NetError
+from messengerd.core.policy import Policy
+from messengerd.core.store.inbox import InboxError
+from messengerd.daemon import Daemon
+from messengerd.delivery.routing import SINK_TYPES, build_sinks
+from messengerd.wire.text import DEFAULT_CODEPAGE, check_codepage
+
+log = logging.getLogger("messengerd")
+
+_CLI_OPTIONS = {
+    "bind": "bind",
+    "broadcast": "broadcast",
+    "name_port": "name_port",
+    "datagram_port": "datagram_port",
+    "session_port": "session_port",
+    "aliases": "alias",
+    "workgroups": "workgroup",
+    "codepage": "codepage",
+    "data_dir": "data_dir",
+    "store": "store",
+}
+"""DaemonConfig field -> the argparse destination of its option (add_daemon_options)."""
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add `run` to the `messengerd` subcommands (the object add_subparsers returned)."""
+    run = subparsers.add_parser("run", help="receive messages and print them")
+    add_daemon_options(run)
+    run.add_argument("--json", action="store_true", help="print one JSON object per message")
+    run.set_defaults(handler=cmd_run)
+
+
+def add_daemon_options(parser: argparse.ArgumentParser) -> None:
+    """The options of `messengerd run`, shared with `messengerd tray --standalone`."""
+    parser.add_argument(
+        "--bind",
+        type=ipv4,
+        metavar="ADDR",
+        help="address to listen on (default 0.0.0.0: every interface)",
+    )
+    parser.add_argument(
+        "--broadcast",
+        type=ipv4,
+        metavar="ADDR",
+        help="broadcast address for name registrations (default: that of "
+        "the --bind interface, 127.255.255.255 for 127.0.0.1)",
+    )
+    parser.add_argument(
+        "--name-port",
+        type=listen_port,
+        metavar="N",
+        help="NetBIOS name service UDP port (default 137)",
+    )
+    parser.add_argument(
+        "--datagram-port",
+        type=listen_port,
+        metavar="N",
+        help="NetBIOS datagram service UDP port (default 138)",
+    )
+    parser.add_argument(
+        "--session-port",
+        type=listen_port,
+        metavar="N",
+        help="NetBIOS session service TCP port (default 139)",
+    )
+    parser.add_argument(
+        "--alias",
+        action="append",
+        metavar="NAME",
+        help="a name to receive messages under (repeatable; default: the "
+        "host name and the logged-in user)",
+    )
+    parser.add_argument(
+        "--workgroup",
+        action="append",
+        metavar="NAME",
+        help="a workgroup whose broadcast messages to take (default WORKGROUP)",
+    )
+    parser.add_argument(
+        "--codepage",
+        help=f"senders' OEM code page (default {DEFAULT_CODEPAGE})",
+    )
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        metavar="DIR",
+        help=f"where state is kept (default {default_data_dir()})",
+    )
+    parser.add_argument(
+        "--no-store",
+        dest="store",
+        action="store_false",
+        default=None,
+        help="keep no inbox: acknowledge and show messages without storing them",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"settings file (default {default_config_path()}, if it exists); "
+        "options given here override it",
+    )
+
+
+def daemon_config(args: argparse.Namespace, settings: Settings | None = None) -> DaemonConfig:
+    """A DaemonConfig: each option given on the command line (not None in `args`), else
+    the settings file's value, else DaemonConfig's default. UsageError for a bad --codepage."""
+    daemon = (settings or Settings()).daemon
+    values: dict[str, Any] = {}
+    for name, option in _CLI_OPTIONS.items():
+        value = getattr(args, option, None)
+        if value is None or value == []:
+            value = getattr(daemon, name)
+        if value is not None:
+            values[name] = value
+    if "codepage" in values:
+        try:
+            values["codepage"] = check_codepage(values["codepage"])
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+    return DaemonConfig(**values)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon until Ctrl-C or SIGTERM."""
+    try:
+        settings = find_settings(args.config, sink_types=SINK_TYPES)
+    except SettingsError as exc:
+        for line in exc.lines():
+            print(f"messengerd: {line}", file=sys.stderr)
+        return EXIT_USAGE
+    config = daemon_config(args, settings)
+    try:
+        sinks = build_sinks(settings, json_lines=args.json)
+        daemon = Daemon(config, sinks, policy=Policy(**settings.policy_arguments()))
+    except NetError as exc:
+        raise UsageError(f"bad alias: {exc}") from None
+    except InboxError as exc:
+        print(f"messengerd: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_run_daemon(daemon))
+    return EXIT_OK
+
+
+async def _run_daemon(daemon: Daemon) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, AttributeError, ValueError):
+            loop.add_signal_handler(signum, stop.set)
+    await daemon.start()
+    try:
+        await stop.wait()
+    finally:
+        log.info("stopping")
+        await daemon.stop()
