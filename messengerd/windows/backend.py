@@ -85,8 +85,9 @@ table refuses our duplicates before a LANA is asked, so another process on this 
 DELETE_LATER = nb30.NRC_ACTSES
 """NCBDELNAME's answer for a name with open sessions: it goes when they end."""
 
-_BROADCAST_DESTINATION = NetBIOSName(b"*", 0x00)
-"""Destination name of a rebuilt broadcast datagram (NCBDGRECVBC says no more)."""
+_UNKNOWN_DESTINATION = NetBIOSName(b"", 0x00)
+"""Destination name of a rebuilt datagram whose name NetBT did not say (NCBDGRECVBC): an
+empty name that no directory holds, so the message's To field alone decides."""
 _NO_ADDRESS = "0.0.0.0"
 """Source address of a rebuilt datagram: NCBDGRECV gives the sender's name, not its address."""
 
@@ -135,6 +136,7 @@ class NetbiosBackend:
         codepage: str = DEFAULT_CODEPAGE,
         max_sessions: int = limits.MAX_SESSIONS,
         idle_timeout: float = limits.SESSION_IDLE_TIMEOUT,
+        receive_buffer: int = SESSION_BUFFER_BYTES,
         session_machine: Callable[[NetBIOSName], SessionLike] | None = None,
         datagram_service: DatagramLike | None = None,
     ) -> None:
@@ -144,6 +146,7 @@ class NetbiosBackend:
         self.codepage = codepage
         self.max_sessions = max_sessions
         self.idle_timeout = idle_timeout
+        self.receive_buffer = receive_buffer
         self._session_machine = session_machine or (
             lambda called: NcbSession(directory, called, codepage=codepage)
         )
@@ -321,7 +324,7 @@ class NetbiosBackend:
         """One session: NCBRECV each SMB into the machine, carry out its events, hang up."""
         peer = f"{caller} (LANA {lana.number})"
         machine = self._session_machine(alias)
-        buffer = ctypes.create_string_buffer(SESSION_BUFFER_BYTES)
+        buffer = ctypes.create_string_buffer(self.receive_buffer)
         pending = bytearray()
         open_ = True
         try:
@@ -330,7 +333,7 @@ class NetbiosBackend:
                 ncb = nb30.new_ncb(nb30.NCBRECV, lana=lana.number)
                 ncb.ncb_lsn = lsn
                 ncb.ncb_buffer = ctypes.addressof(buffer)
-                ncb.ncb_length = SESSION_BUFFER_BYTES
+                ncb.ncb_length = self.receive_buffer
                 code = await self.runner.submit(ncb, timeout=self.idle_timeout)
                 if code in (nb30.NRC_GOODRET, nb30.NRC_INCOMP):
                     pending += buffer.raw[: ncb.ncb_length]
@@ -439,10 +442,10 @@ class NetbiosBackend:
         """
         source = NetBIOSName.from_bytes16(nb30.get_name(ncb.ncb_callname))
         broadcast = (ncb.ncb_command & ~nb30.ASYNCH) == nb30.NCBDGRECVBC
-        destination = _BROADCAST_DESTINATION
+        destination = _UNKNOWN_DESTINATION
         if not broadcast:
             numbers = {number: name for name, number in lana.names.items()}
-            destination = numbers.get(ncb.ncb_num, _BROADCAST_DESTINATION)
+            destination = numbers.get(ncb.ncb_num, _UNKNOWN_DESTINATION)
         peer = f"{source} (LANA {lana.number})"
         try:
             whole = wire_datagram.build_datagram(

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from messengerd.windows import nb30
-from messengerd.windows.netbios import Netapi32, NcbRunner, NetbiosUnavailable
+from messengerd.windows.netbios import NcbRunner, Netapi32, NetbiosUnavailable
 from tests.unit.windows.fake_netbios import FakeNetbios
 
 BOB = b"BOB            \x03"
