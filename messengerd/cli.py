@@ -13,7 +13,7 @@ from pathlib import Path
 
 from messengerd import __version__
 from messengerd.commands import config as config_command
-from messengerd.commands import decode, history, names, send, tray
+from messengerd.commands import decode, doctor, history, names, send, service, tray
 from messengerd.commands.arguments import ipv4, listen_port
 from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from messengerd.config.options import DaemonConfig, default_data_dir
@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON object per message")
     run.set_defaults(handler=cmd_run)
 
-    for command in (history, send, decode, config_command, names, tray):
+    for command in (history, send, decode, config_command, names, tray, doctor, service):
         command.add_parser(commands)
     return parser
 
