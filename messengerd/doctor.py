@@ -24,7 +24,7 @@ import socket
 import struct
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,6 +95,11 @@ class Environment:
     netbios: Any = None
     """messengerd.windows.netbios.NetbiosApi on Windows, for the experimental backend."""
     program: str | None = field(default_factory=lambda: sys.executable)
+    """The program the firewall must admit (a rule for another program does not)."""
+    try_bind: Callable[[str, Port], OSError | None] = field(
+        default=lambda host, port: _try_bind(host, port)
+    )
+    """Bind as the daemon would and let go: the OSError bind() raised, or None."""
 
     @classmethod
     def here(cls) -> Environment:
@@ -142,7 +147,7 @@ def _port_check(
     if port.number == 0:
         return Check(name, True, f"{port.service} service on any free port (0)")
     where = f"{port} on {config.bind}"
-    failure = _try_bind(config.bind, port)
+    failure = environment.try_bind(config.bind, port)
     if failure is None:
         return Check(name, True, f"{where} is free")
     if failure.errno in (errno.EACCES, errno.EPERM) and not environment.windows:
