@@ -386,7 +386,8 @@ def serve(sock: socket.socket, writer: Writer) -> None:
         # Everything else already waiting joins this transaction (group commit).
         while True:
             try:
-                more = sock.recv(RECEIVE_BYTES, socket.MSG_DONTWAIT)
+                # Never on Windows (no MSG_DONTWAIT): Inbox refuses the writer process there.
+                more = sock.recv(RECEIVE_BYTES, socket.MSG_DONTWAIT)  # type: ignore[attr-defined,unused-ignore]
             except BlockingIOError:
                 break
             if not more:

@@ -591,7 +591,7 @@ class _WriterProcess:
         if not self.ended:
             self.ended = True
             self._detach()
-            answers = []
+            answers: list[Any] = []
             try:
                 self._frame_batch()
                 self.sock.settimeout(WRITER_EXIT_TIMEOUT)
