@@ -10,8 +10,8 @@ to do. The checks:
 - firewall (Windows): an inbound Defender Firewall rule for each port;
 - data directory and control channel: writable, and whether a daemon answers there;
 - service: the systemd unit's or the Windows service's state.
-The Windows facts come through the seams in messengerd.windows, so they are tested on Linux
-against fakes; the Linux checks are tested for real.
+The Windows checks (messengerd.windows.checks) read through the seams in messengerd.windows,
+so they are tested on Linux against fakes; the Linux checks are tested for real.
 """
 
 from __future__ import annotations
@@ -128,9 +128,11 @@ def run_checks(config: DaemonConfig, environment: Environment | None = None) -> 
     daemon = _running_daemon(config.data_dir)
     checks = [_port_check(port, config, environment, daemon) for port in ports(config)]
     if environment.windows:
-        checks += _netbt_checks(config, environment)
-        checks += _firewall_checks(config, environment)
-        checks.append(_netbios_api_check(environment))
+        from messengerd.windows import checks as windows_checks
+
+        checks += windows_checks.netbt_checks(config, environment)
+        checks += windows_checks.firewall_checks(config, environment)
+        checks.append(windows_checks.netbios_api_check(environment))
     checks.append(_data_dir_check(config.data_dir))
     checks.append(_control_check(config.data_dir, daemon))
     checks.append(_service_check(environment))
@@ -166,7 +168,9 @@ def _port_check(
     if not in_use:
         return Check(name, False, f"cannot listen on {where}: {failure.strerror or failure}")
     if environment.windows:
-        return Check(name, False, _windows_holder(port, config, environment))
+        from messengerd.windows.checks import windows_holder
+
+        return Check(name, False, windows_holder(port, config, environment))
     holders = port_holders(port, config.bind, environment.proc)
     if daemon is not None and any(pid == daemon.get("pid") for _, pid in holders):
         return Check(name, True, f"{where} is held by the running messengerd (pid {daemon['pid']})")
@@ -270,124 +274,6 @@ def _meets(local: ipaddress.IPv4Address | ipaddress.IPv6Address, bind: str) -> b
             return local.is_unspecified  # [::] without IPV6_V6ONLY takes IPv4 too
     wanted = ipaddress.IPv4Address(bind)
     return local.is_unspecified or wanted.is_unspecified or local == wanted
-
-
-# -- Windows ---------------------------------------------------------------------------------
-
-
-def _adapters(environment: Environment) -> list[Any]:
-    from messengerd.windows import registry
-
-    return registry.adapters(environment.registry)
-
-
-def _in_the_way(adapter: Any, bind: str) -> bool:
-    """NetBT on `adapter` holds the ports a bind to `bind` needs."""
-    return adapter.netbt_enabled and (bind == "0.0.0.0" or bind in adapter.addresses)
-
-
-def _both_ways(adapter_name: str) -> str:
-    return (
-        f'run `messengerd doctor --fix-netbt "{adapter_name}"` (elevated) to disable NetBIOS '
-        "over TCP/IP there and receive with sockets (SMB file sharing on 445 keeps working), "
-        "or run `messengerd run --backend netbios` (experimental) to receive through NetBT"
-    )
-
-
-def _windows_holder(port: Port, config: DaemonConfig, environment: Environment) -> str:
-    where = f"{port} on {config.bind}"
-    blocking = [a for a in _adapters(environment) if _in_the_way(a, config.bind)]
-    if blocking:
-        names = ", ".join(f'"{adapter.name}"' for adapter in blocking)
-        return f"{where} is held by System (NetBT) on {names}: {_both_ways(blocking[0].name)}"
-    return (
-        f"{where} is held by another program: find it with PowerShell "
-        f"`Get-Net{port.transport.upper()}{'Endpoint' if port.transport == 'udp' else 'Connection'}"
-        f" -LocalPort {port.number} | Select-Object OwningProcess` and stop it, or choose "
-        f"another port with {PORT_OPTIONS[port.service]}"
-    )
-
-
-def _netbt_checks(config: DaemonConfig, environment: Environment) -> list[Check]:
-    checks = []
-    for adapter in _adapters(environment):
-        name = f"netbt {adapter.name}"
-        addresses = ", ".join(adapter.addresses) or "no IPv4 address"
-        if _in_the_way(adapter, config.bind):
-            checks.append(
-                Check(
-                    name, False, f"{adapter.describe()} ({addresses}): {_both_ways(adapter.name)}"
-                )
-            )
-        else:
-            checks.append(Check(name, True, f"{adapter.describe()} ({addresses})"))
-    return checks
-
-
-def _firewall_checks(config: DaemonConfig, environment: Environment) -> list[Check]:
-    try:
-        rules = environment.firewall.inbound_allow_rules()
-    except OSError as exc:
-        return [Check("firewall", False, f"cannot read Windows Defender Firewall rules: {exc}")]
-    checks = []
-    for port in ports(config):
-        if port.number == 0:
-            continue
-        admitting = [
-            rule.name
-            for rule in rules
-            if rule.admits(port.transport, port.number, environment.program)
-        ]
-        name = f"firewall {port.number}/{port.transport}"
-        if admitting:
-            checks.append(Check(name, True, f"allowed in by {', '.join(sorted(admitting))}"))
-        else:
-            checks.append(
-                Check(
-                    name,
-                    False,
-                    f"no enabled inbound rule allows {port}: in an elevated PowerShell run "
-                    f'`New-NetFirewallRule -DisplayName "messengerd {port.service}" '
-                    f"-Direction Inbound -Protocol {port.transport.upper()} "
-                    f"-LocalPort {port.number} -Action Allow`",
-                )
-            )
-    return checks
-
-
-def _netbios_api_check(environment: Environment) -> Check:
-    """Whether the experimental backend could start: Netbios() loads and NCBENUM answers."""
-    from messengerd.windows import nb30
-
-    name = "netbios api"
-    if environment.netbios is None:
-        return Check(
-            name,
-            True,
-            "Netbios() is not available: `run --backend netbios` cannot "
-            "be used here; the sockets backend can",
-        )
-    import ctypes
-
-    lanas = nb30.LANA_ENUM()
-    ncb = nb30.new_ncb(nb30.NCBENUM)
-    ncb.ncb_buffer = ctypes.addressof(lanas)
-    ncb.ncb_length = ctypes.sizeof(lanas)
-    code = environment.netbios.netbios(ncb)
-    if code != nb30.NRC_GOODRET:
-        return Check(
-            name,
-            True,
-            f"NCBENUM answered {nb30.describe_return_code(code)}: "
-            "`run --backend netbios` will not work here; the sockets backend can",
-        )
-    numbers = ", ".join(str(lana) for lana in lanas.lana[: lanas.length]) or "none"
-    return Check(
-        name,
-        True,
-        f"experimental: Netbios() answers, LANAs {numbers} "
-        "(Microsoft documents it as unsupported after XP)",
-    )
 
 
 # -- data directory, control channel, service ------------------------------------------------
