@@ -11,6 +11,7 @@ DatagramService itself; nothing else in the backend changes.
 from __future__ import annotations
 
 import collections
+from typing import Generic, TypeVar
 
 from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import (
@@ -31,22 +32,40 @@ from messengerd.wire.names import NetBIOSName
 from messengerd.wire.text import DEFAULT_CODEPAGE
 
 Event = SendData | MessageReceived | CloseConnection | Dropped
+E = TypeVar("E", Event, MessageReceived | Dropped)
 
 NCB_CALLING_NAME = NetBIOSName(b"*NCB", 0x00)
 """The calling name put in the SESSION REQUEST that stands for NCBLISTEN's completion; the
 machine only checks the called name."""
 
 
-class NcbSession:
+class _PausingQueue(Generic[E]):
+    """Events handed out one by one; after a MessageReceived, PAUSED until answered."""
+
+    def __init__(self) -> None:
+        self._events: collections.deque[E] = collections.deque()
+        self._paused = False
+
+    def next_event(self) -> E | Sentinel:
+        if self._paused:
+            return PAUSED
+        if not self._events:
+            return NEED_DATA
+        event = self._events.popleft()
+        if isinstance(event, MessageReceived):
+            self._paused = True
+        return event
+
+
+class NcbSession(_PausingQueue[Event]):
     """A session machine framed for NCBs: each receive_data() is one SMB without the NBSS
     header (one NCBRECV), and each SendData is one SMB for one NCBSEND."""
 
     def __init__(
         self, directory: Directory, called: NetBIOSName, *, codepage: str = DEFAULT_CODEPAGE
     ) -> None:
+        super().__init__()
         self._machine = SessionMachine(directory, codepage=codepage)
-        self._events: collections.deque[Event] = collections.deque()
-        self._paused = False
         # NCBLISTEN completed a session to `called`: the machine hears the SESSION REQUEST
         # NetBT answered for us, and its positive response is NetBT's, not ours to send.
         for event in self._machine.receive_data(nbss.session_request(called, NCB_CALLING_NAME)):
@@ -56,16 +75,6 @@ class NcbSession:
     def receive_data(self, data: bytes) -> None:
         """One whole SMB from one NCBRECV (the pieces of an NRC_INCOMP receive joined)."""
         self._take(self._machine.receive_data(nbss.session_message(data)))
-
-    def next_event(self) -> Event | Sentinel:
-        if self._paused:
-            return PAUSED
-        if not self._events:
-            return NEED_DATA
-        event = self._events.popleft()
-        if isinstance(event, MessageReceived):
-            self._paused = True
-        return event
 
     def send(self, answer: MessageAccepted | MessageRefused) -> bytes:
         """The reply SMB for the message last received, without the NBSS header."""
@@ -86,26 +95,15 @@ class NcbSession:
             self._events.append(event)
 
 
-class MailslotService:
+class MailslotService(_PausingQueue[MessageReceived | Dropped]):
     """The datagram service machine: one whole datagram in, its message or drop out."""
 
     def __init__(self, directory: Directory, *, codepage: str = DEFAULT_CODEPAGE) -> None:
+        super().__init__()
         self._service = DatagramService(directory, codepage=codepage)
-        self._events: collections.deque[MessageReceived | Dropped] = collections.deque()
-        self._paused = False
 
     def receive_data(self, data: bytes, source: tuple[str, int], now: float) -> None:
         self._events.extend(self._service.receive(data, peer=source, now=now))
-
-    def next_event(self) -> MessageReceived | Dropped | Sentinel:
-        if self._paused:
-            return PAUSED
-        if not self._events:
-            return NEED_DATA
-        event = self._events.popleft()
-        if isinstance(event, MessageReceived):
-            self._paused = True
-        return event
 
     def send(self, answer: MessageAccepted | MessageRefused) -> bytes:
         """A mailslot message has no reply: b""."""

@@ -174,23 +174,22 @@ def remove(control: ServiceControl) -> str:
 
 
 def start(control: ServiceControl) -> str:
-    try:
-        control.start()
-    except OSError as exc:
-        if _code(exc) == ERROR_SERVICE_ALREADY_RUNNING:
-            return f"{SERVICE_NAME} is already running"
-        raise _explain(exc, "start") from None
-    return f"started {SERVICE_NAME}"
+    return _change(control.start, "start", "started", ERROR_SERVICE_ALREADY_RUNNING, "running")
 
 
 def stop(control: ServiceControl) -> str:
+    return _change(control.stop, "stop", "stopped", ERROR_SERVICE_NOT_ACTIVE, "not running")
+
+
+def _change(call: Callable[[], None], verb: str, done: str, already: int, state: str) -> str:
+    """Start or stop; a service already in that state is no error ("is already running")."""
     try:
-        control.stop()
+        call()
     except OSError as exc:
-        if _code(exc) == ERROR_SERVICE_NOT_ACTIVE:
-            return f"{SERVICE_NAME} is not running"
-        raise _explain(exc, "stop") from None
-    return f"stopped {SERVICE_NAME}"
+        if _code(exc) == already:
+            return f"{SERVICE_NAME} is {'already ' if state == 'running' else ''}{state}"
+        raise _explain(exc, verb) from None
+    return f"{done} {SERVICE_NAME}"
 
 
 def status(control: ServiceControl) -> str:
