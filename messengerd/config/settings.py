@@ -266,8 +266,8 @@ def parse_settings(
         raise SettingsError(path, [Problem("", line, f"not valid TOML: {problem}")]) from None
     except RecursionError:
         # tomllib (and key_lines) recurse once per nested array or inline table.
-        problem = Problem("", 1, "not valid here: arrays or inline tables nested too deeply")
-        raise SettingsError(path, [problem]) from None
+        too_deep = Problem("", 1, "not valid here: arrays or inline tables nested too deeply")
+        raise SettingsError(path, [too_deep]) from None
     reader = _Reader(path, lines, sink_types)
     settings = reader.read(document)
     if reader.problems:

@@ -62,8 +62,10 @@ class CaptureDecoder:
         self._held += [(segment.time, event) for event in self._sessions.give_up(segment.time)]
         if not segment.payload:
             return ready
-        key = (segment.transport, segment.src, segment.sport, segment.dst, segment.dport)
-        key += (segment.payload,)
+        key = (
+            segment.transport, segment.src, segment.sport, segment.dst, segment.dport,
+            segment.payload,
+        )  # fmt: skip
         for seen_at, seen_key, events in self._recent:
             if seen_key == key and segment.time - seen_at <= CAPTURE_COPY_WINDOW:
                 for event in events:

@@ -645,7 +645,8 @@ class RpcServer:
             self._drop(address, f"malformed quit: {exc}")
             return
         if cancel_id is None:
-            if header.seqnum == current and self._receiving.pop(header.act_id, None):
+            if header.seqnum == current and header.act_id in self._receiving:
+                del self._receiving[header.act_id]
                 self._drop(address, f"{call}: the client orphaned it before its last fragment")
             reply = rpc.build_header_only(
                 header, PacketType.CANCEL_ACK, server_boot=self.server_boot

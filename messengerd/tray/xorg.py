@@ -61,7 +61,7 @@ def xorg_icon_class(base: type) -> type:
     import Xlib.error
     import Xlib.X
 
-    class XorgIcon(base):  # type: ignore[misc, valid-type]
+    class XorgIcon(base):
         """The icon window; `draw(size)` paints it, `clicked_at` is where it was last clicked."""
 
         def __init__(self, *args: Any, draw: Callable[[int], Image.Image], **kwargs: Any):

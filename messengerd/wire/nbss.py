@@ -65,7 +65,7 @@ _RETARGET = struct.Struct("!4sH")
 """RETARGET_IP_ADDRESS and PORT (RFC 1002 §4.3.5)."""
 
 
-def frame_header(header: bytes) -> tuple[int, int]:
+def frame_header(header: bytes | bytearray) -> tuple[int, int]:
     """TYPE and the 17-bit LENGTH from the first 4 bytes of a frame (RFC 1002 §4.3.1).
 
     Raises WireError for bytes that cannot start a session packet: an unknown TYPE or

@@ -9,7 +9,8 @@ on, in the byte order the header's drep names. Stubs are NDR 2.0 (NDR64 is for n
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
+from uuid import UUID
 
 from scapy.contrib.rtps.common_types import EField
 from scapy.fields import (
@@ -50,6 +51,14 @@ def _byte_order(header: Packet | None) -> str:
 class _V4Stub:
     """An NDR stub under a DceRpc4 header: NDR 2.0, in the header's byte order."""
 
+    # What each stub class sets, and what the NDR packet it is mixed into has.
+    INTERFACE: ClassVar[UUID]
+    OPNUM: ClassVar[int]
+    PTYPE: ClassVar[int]
+    underlayer: Packet | None
+    ndr64: bool
+    ndrendian: str
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("ndr64", False)
         super().__init__(*args, **kwargs)
@@ -61,11 +70,11 @@ class _V4Stub:
 
     def do_dissect(self, s: bytes) -> bytes:
         self._follow_header()
-        return super().do_dissect(s)
+        return super().do_dissect(s)  # type: ignore[misc]  # the NDR packet it is mixed into
 
     def do_build(self) -> bytes:
         self._follow_header()
-        return super().do_build()
+        return super().do_build()  # type: ignore[misc]  # the NDR packet it is mixed into
 
     @classmethod
     def can_handle(cls, payload: bytes, header: Packet | None) -> bool:
@@ -153,7 +162,7 @@ class DceRpc4Fack(_V4Body):
         EField(ShortField("selack_len", 0)),
         FieldListField(
             "selack",
-            [0],
+            [0],  # type: ignore[list-item]  # scapy's stubs type the default as fields
             EField(XIntField("", 0)),
             count_from=lambda pkt: max(1, pkt.selack_len),
         ),
