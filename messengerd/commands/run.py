@@ -40,6 +40,7 @@ _CLI_OPTIONS = {
     "name_port": "name_port",
     "datagram_port": "datagram_port",
     "session_port": "session_port",
+    "rpc_port": "rpc_port",
     "aliases": "alias",
     "workgroups": "workgroup",
     "codepage": "codepage",
@@ -91,6 +92,20 @@ def add_daemon_options(parser: argparse.ArgumentParser) -> None:
         help="NetBIOS session service TCP port (default 139)",
     )
     parser.add_argument(
+        "--rpc-port",
+        type=listen_port,
+        metavar="N",
+        help="UDP port of the RPC path, MS-MSRP NetrSendMessage (default 135; off on Windows, "
+        "where RPCSS holds 135)",
+    )
+    parser.add_argument(
+        "--no-rpc",
+        dest="rpc",
+        action="store_false",
+        default=None,
+        help="no RPC listener",
+    )
+    parser.add_argument(
         "--alias",
         action="append",
         metavar="NAME",
@@ -140,6 +155,11 @@ def daemon_config(args: argparse.Namespace, settings: Settings | None = None) ->
             value = getattr(daemon, name)
         if value is not None:
             values[name] = value
+    # --no-rpc, or `rpc = false` in the file unless --rpc-port asks for it here.
+    if getattr(args, "rpc", None) is False or (
+        getattr(args, "rpc_port", None) is None and daemon.rpc is False
+    ):
+        values["rpc_port"] = None
     if "codepage" in values:
         try:
             values["codepage"] = check_codepage(values["codepage"])

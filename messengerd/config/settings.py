@@ -101,6 +101,8 @@ class DaemonSettings:
     name_port: int | None = None
     datagram_port: int | None = None
     session_port: int | None = None
+    rpc_port: int | None = None
+    rpc: bool | None = None
     aliases: list[str] | None = None
     workgroups: list[str] | None = None
     codepage: str | None = None
@@ -195,6 +197,8 @@ DAEMON_KEYS: dict[str, Check] = {
     "name_port": values.port,
     "datagram_port": values.port,
     "session_port": values.port,
+    "rpc_port": values.port,
+    "rpc": values.boolean,
     "aliases": values.string_list,
     "workgroups": values.string_list,
     "codepage": values.codepage,
