@@ -32,7 +32,7 @@ from messengerd.core.aliases import (
 from messengerd.core.lmerr import NetError
 from messengerd.core.message import Message, Outcome
 from messengerd.core.policy import Policy
-from messengerd.core.store.inbox import Inbox, InboxError, StoredMessage
+from messengerd.core.store.inbox import DiskFull, Inbox, InboxError, StoredMessage
 from messengerd.delivery import Fanout, Sink
 from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import Directory, MessageReceived
@@ -108,7 +108,7 @@ class Daemon:
         self.hooks = hooks
         self.aliases = _alias_table(config)
         self.fanout = Fanout(list(sinks or []))
-        self.inbox = Inbox(config.data_dir) if config.store else None
+        self.inbox = Inbox(config.data_dir, retention=config.retention) if config.store else None
         self.broadcast = config.broadcast or broadcast_for(config.bind)
         self.ports: dict[str, int] = {}
         self.messages_received = 0
@@ -288,7 +288,18 @@ class Daemon:
             "refused": {}
             if self.policy is None
             else {str(reason): count for reason, count in self.policy.counters.items()},
+            "store": self._store_status(),
         }
+
+    def _store_status(self) -> dict[str, Any] | None:
+        """The inbox's size, messages, oldest message and limits (Inbox.usage), or None
+        without one; {"error": ...} when it cannot be read just now."""
+        if self.inbox is None:
+            return None
+        try:
+            return self.inbox.usage()
+        except InboxError as exc:
+            return {"error": str(exc)}
 
     async def _open_udp(self, service: str, port: int, factory: Any) -> tuple[int, list[Any]]:
         """Bind `service`'s UDP port on the bind address, and on its broadcast address too
@@ -343,6 +354,10 @@ class Daemon:
             return Outcome("stored")
         try:
             stored = await self.inbox.store(message)
+        except DiskFull as exc:
+            # The inbox logs a full disk once, not once a message; each sender is told
+            # "no room" and sends again.
+            return Outcome("error", reason=str(exc))
         except InboxError as exc:
             log.error("refused a message from %s: %s", message.peer, exc)
             return Outcome("error", reason=str(exc))

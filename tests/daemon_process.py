@@ -36,7 +36,9 @@ class DaemonProcess:
         broadcast: str = "127.255.255.255",
         ports: tuple[int, int, int] = (0, 0, 0),
         netns: str | None = None,
+        prefix: tuple[str, ...] = (),
     ) -> None:
+        """`prefix`: a command that runs the daemon's command line (its arguments follow)."""
         command = [
             sys.executable, "-m", "messengerd", "-v", "run", "--json",
             "--bind", bind, "--broadcast", broadcast,
@@ -46,6 +48,7 @@ class DaemonProcess:
         ]  # fmt: skip
         if netns:
             command = ["ip", "netns", "exec", netns, *command]
+        command = [*prefix, *command]
         self.data_dir = data_dir
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(

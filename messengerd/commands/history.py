@@ -1,4 +1,4 @@
-"""`messengerd history`: list, follow, export and mark read the messages in the inbox.
+"""`messengerd history`: list, follow, export, mark read and prune the messages in the inbox.
 
 It reads the inbox file directly, so it works whether the daemon runs or not.
 """
@@ -15,9 +15,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
+from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from messengerd.config.options import default_data_dir
+from messengerd.config.settings import SettingsError, default_config_path, find_settings
 from messengerd.core.store.inbox import Inbox, InboxError, StoredMessage
+from messengerd.core.store.retention import BYTES_PER_MB
+from messengerd.delivery.routing import SINK_TYPES
 
 FOLLOW_POLL_INTERVAL = 0.5
 """Seconds between looks for new messages with --follow; the daemon has no push channel yet."""
@@ -122,6 +125,19 @@ def add_parser(subparsers: Any) -> None:
         metavar="ID",
         help="mark these messages read; with no ID, every message shown",
     )
+    mode.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete now the messages past the settings' [store] limits (oldest first) "
+        "and give their space back to the disk; the daemon does this by itself as it runs",
+    )
+    history.add_argument(
+        "--config",
+        type=Path,
+        metavar="FILE",
+        help=f"settings file whose [store] limits --prune applies (default "
+        f"{default_config_path()}, if it exists; else the default limits)",
+    )
     history.set_defaults(handler=cmd_history)
 
 
@@ -139,6 +155,8 @@ def cmd_history(args: argparse.Namespace) -> int:
             # `history --json` should get an empty list, not an error.
             _note(f"no messages stored in {data_dir} yet")
             return EXIT_FAILED if args.mark_read else EXIT_OK
+        if args.prune:
+            return _prune(inbox, args)
         if args.export is not None:
             return _export(inbox, args.export, filters, args.limit)
         if args.mark_read:
@@ -198,6 +216,37 @@ def _export(inbox: Inbox, path: Path, filters: dict[str, Any], limit: int | None
         _note(f"cannot write {path}: {exc.strerror or exc}")
         return EXIT_FAILED
     _note(f"exported {written} message{'' if written == 1 else 's'} to {path}")
+    return EXIT_OK
+
+
+def _prune(inbox: Inbox, args: argparse.Namespace) -> int:
+    given = [
+        option
+        for option, value in (
+            ("--since", args.since),
+            ("--from", args.sender),
+            ("--to", args.recipient),
+            ("--grep", args.grep),
+            ("--limit", args.limit),
+            ("--unread", args.unread),
+        )
+        if value
+    ]
+    if given:
+        raise UsageError(f"--prune deletes by the [store] limits only; drop {', '.join(given)}")
+    try:
+        settings = find_settings(args.config, sink_types=SINK_TYPES)
+    except SettingsError as exc:
+        for line in exc.lines():
+            _note(line)
+        return EXIT_USAGE
+    result = inbox.prune(settings.store)
+    left = inbox.count()
+    _note(
+        f"pruned {result.deleted} message{'' if result.deleted == 1 else 's'} past the "
+        f"limits ({settings.store.describe()}); {left} left, "
+        f"{result.bytes_before / BYTES_PER_MB:.1f} -> {result.bytes_after / BYTES_PER_MB:.1f} MiB"
+    )
     return EXIT_OK
 
 

@@ -160,6 +160,7 @@ def daemon_config(args: argparse.Namespace, settings: Settings | None = None) ->
         getattr(args, "rpc_port", None) is None and daemon.rpc is False
     ):
         values["rpc_port"] = None
+    values["retention"] = (settings or Settings()).store
     if "codepage" in values:
         try:
             values["codepage"] = check_codepage(values["codepage"])

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import platformdirs
 
+from messengerd.core.store.retention import Retention
 from messengerd.wire.names import NETBIOS_NAME_LENGTH
 from messengerd.wire.text import DEFAULT_CODEPAGE
 
@@ -86,6 +87,8 @@ class DaemonConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     store: bool = True
     """Keep every message in the inbox before acknowledging it; False only prints them."""
+    retention: Retention = field(default_factory=Retention)
+    """How much the inbox keeps (the settings' `[store]`); the oldest messages go first."""
     computer_name: str = field(default_factory=default_computer_name)
     """NetMessageNameDel refuses to delete this alias (NERR_DelComputerName) when it is one."""
     keep_aliases: bool = True

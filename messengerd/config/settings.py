@@ -19,6 +19,11 @@ aliases = { ALERTS = ["popup", "console"] }
 [policy]
 deny_sources = ["198.51.100.0/24"]
 rate_limit = 30           # messages a minute per source address (default: no limit)
+
+[store]                   # how much the inbox keeps; the oldest messages go first; 0: no limit
+max_age_days = 365
+max_messages = 100000
+max_size_mb = 100         # MiB of database pages
 ```
 
 Every problem is reported with the line its key was written on (tomlkeys.py finds it);
@@ -41,6 +46,7 @@ import platformdirs
 from messengerd.config import values
 from messengerd.config.tomlkeys import Key, key_lines, key_text, line_of
 from messengerd.config.values import Check, toml_type
+from messengerd.core.store.retention import Retention
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import alias_name
 from messengerd.wire.text import DEFAULT_CODEPAGE
@@ -150,6 +156,8 @@ class Settings:
     sinks: list[SinkSettings] = field(default_factory=list)
     routing: RoutingSettings = field(default_factory=RoutingSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    store: Retention = field(default_factory=Retention)
+    """`[store]`: the inbox's retention limits, each unset one at its default."""
 
     def policy_arguments(self) -> dict[str, Any]:
         """Keyword arguments for messengerd.core.policy.Policy (unset ones left to its defaults)."""
@@ -216,7 +224,13 @@ POLICY_KEYS: dict[str, Check] = {
     "store_refused": values.boolean,
 }
 
-SECTIONS = ("daemon", "sink", "routing", "policy")
+STORE_KEYS: dict[str, Check] = {
+    "max_age_days": values.non_negative_number,
+    "max_messages": values.non_negative_integer,
+    "max_size_mb": values.non_negative_number,
+}
+
+SECTIONS = ("daemon", "sink", "routing", "policy", "store")
 
 
 # -- loading -------------------------------------------------------------------------------
@@ -330,6 +344,9 @@ class _Reader:
             **self.known(
                 ("policy",), self.table(("policy",), document.get("policy", {})), POLICY_KEYS
             )
+        )
+        settings.store = Retention(
+            **self.known(("store",), self.table(("store",), document.get("store", {})), STORE_KEYS)
         )
         return settings
 

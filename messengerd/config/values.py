@@ -73,6 +73,13 @@ def positive_integer(value: Any) -> int:
     return number
 
 
+def non_negative_integer(value: Any) -> int:
+    number = integer(value)
+    if number < 0:
+        raise ValueError(f"must be 0 or more, not {number}")
+    return number
+
+
 def number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"must be a number, not {toml_type(value)}")

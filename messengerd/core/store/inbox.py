@@ -12,17 +12,29 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import logging
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
 from messengerd.core.message import Message, MessagePath
-from messengerd.core.store import schema
+from messengerd.core.store import retention, schema
+from messengerd.core.store.retention import NO_LIMIT, Retention
 from messengerd.core.store.schema import DATABASE_NAME, name_key, utc_text
-from messengerd.core.store.writer import InboxError, InboxFull, StoreResult, StoreWriter
+from messengerd.core.store.writer import (
+    RETENTION_CHECK_INTERVAL,
+    DiskFull,
+    InboxError,
+    InboxFull,
+    StoreResult,
+    StoreWriter,
+)
+
+log = logging.getLogger(__name__)
 
 MAX_PENDING_WRITES = 1024
 """Messages queued or being committed; the next store() raises InboxFull (ERRnoroom)."""
@@ -36,6 +48,7 @@ PATHS = frozenset(get_args(MessagePath))
 
 __all__ = [
     "DATABASE_NAME",
+    "DiskFull",
     "Inbox",
     "InboxError",
     "InboxFull",
@@ -67,6 +80,15 @@ class StoredMessage(Message):
         }
 
 
+@dataclass(frozen=True)
+class PruneResult:
+    """What `Inbox.prune()` did: messages deleted, and the files' size before and after."""
+
+    deleted: int
+    bytes_before: int
+    bytes_after: int
+
+
 class Inbox:
     """`messages.sqlite3` in a data directory: async store() for the daemon, sync reads for all."""
 
@@ -78,21 +100,38 @@ class Inbox:
         max_pending: int = MAX_PENDING_WRITES,
         busy_timeout: float = schema.BUSY_TIMEOUT,
         store_timeout: float = STORE_TIMEOUT,
+        retention: Retention = NO_LIMIT,
+        check_interval: float = RETENTION_CHECK_INTERVAL,
     ) -> None:
         """Open (or with `create`, make) the inbox; FileNotFoundError if absent and not `create`.
 
         `busy_timeout`: seconds the writer waits for a write lock another process holds
         before it gives up on a batch (its senders get an error reply and send again).
-        InboxError when the file cannot be opened or made, or a newer messengerd wrote it.
+        `retention`: the limits the writer keeps the inbox within while it is open, looking
+        every `check_interval` seconds (and every few hundred messages); the default keeps
+        every message. InboxError when the file cannot be opened or made, or a newer
+        messengerd wrote it.
         """
         self.path = Path(data_dir).resolve() / DATABASE_NAME
         self.max_pending = max_pending
         self.store_timeout = store_timeout
+        self.retention = retention
         self.pending = 0
         """Messages handed to the writer and not yet answered."""
-        self._writer = StoreWriter(self.path, busy_timeout=busy_timeout)
+        self.disk_full = False
+        """True from a store the disk had no room for until one that stored."""
+        self._writer = StoreWriter(
+            self.path,
+            busy_timeout=busy_timeout,
+            retention=retention,
+            check_interval=check_interval,
+        )
         self._closed = False
         self._prepare(create)
+        if create:
+            self._enable_incremental_vacuum()
+        if retention != NO_LIMIT:
+            self._writer.start()
 
     @staticmethod
     def exists(data_dir: Path) -> bool:
@@ -120,6 +159,20 @@ class Inbox:
         except (sqlite3.Error, OSError) as exc:
             raise InboxError(f"cannot open {self.path}: {exc}") from None
 
+    def _enable_incremental_vacuum(self) -> None:
+        """Switch a file made before retention to give freed pages back (once, at the first
+        start of this version); if it cannot now, it is tried at the next start."""
+        try:
+            if schema.enable_incremental_vacuum(self.path):
+                log.info("%s now gives the space of pruned messages back", self.path)
+        except sqlite3.Error as exc:
+            log.warning(
+                "%s keeps the space of pruned messages for new ones (cannot VACUUM it now: "
+                "%s); trying again at the next start",
+                self.path,
+                exc,
+            )
+
     # -- writing -------------------------------------------------------------------------
 
     async def store(self, message: Message) -> StoreResult:
@@ -140,10 +193,24 @@ class Inbox:
         self.pending += 1
         timer = loop.call_later(self.store_timeout, _time_out, future, self.store_timeout)
         try:
-            return await future
+            result = await future
+        except DiskFull as exc:
+            if not self.disk_full:
+                # Once, not per message: a full disk refuses every sender until it has room.
+                log.error(
+                    "%s: every sender is answered ERRnoroom until there is room; free space "
+                    "on that disk, or lower [store] max_size_mb",
+                    exc,
+                )
+                self.disk_full = True
+            raise
         finally:
             timer.cancel()
             self.pending -= 1
+        if self.disk_full:
+            log.warning("room again in %s: messages are stored again", self.path)
+            self.disk_full = False
+        return result
 
     def close(self) -> None:
         """Commit what is queued and stop the writer (blocking; from a loop, `aclose()`)."""
@@ -266,6 +333,46 @@ class Inbox:
         except sqlite3.Error as exc:
             raise InboxError(f"cannot write {self.path}: {exc}") from None
         return changed
+
+    def usage(self) -> dict[str, Any]:
+        """The store for `status`: its `path`, `bytes` on disk (the database and its
+        write-ahead log), `messages` held, the `oldest` one's time, the `limits` it is kept
+        within, messages `pruned` by them in this process, and whether the disk is full."""
+        with self._reading() as conn:
+            messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+            oldest = retention.oldest(conn)
+        return {
+            "path": os.fspath(self.path),
+            "bytes": retention.file_bytes(self.path),
+            "messages": messages,
+            "oldest": None if oldest is None else oldest.isoformat(),
+            "limits": self.retention.to_json(),
+            "pruned": self._writer.pruned,
+            "disk_full": self.disk_full,
+        }
+
+    def prune(self, limits: Retention, now: datetime | None = None) -> PruneResult:
+        """Delete every message past `limits` now, oldest first, and give all the freed
+        space back to the file system (`messengerd history --prune`).
+
+        Each step is a short transaction of its own, so a daemon storing into the same file
+        meanwhile waits for one step at a time, not for the whole prune.
+        """
+        before = retention.file_bytes(self.path)
+        deleted = 0
+        try:
+            with contextlib.closing(schema.connect(self.path)) as conn:
+                while step := retention.prune_step(conn, limits, now or datetime.now(UTC)):
+                    deleted += step
+                if retention.incremental(conn):
+                    while retention.vacuum_step(conn, keep=0):
+                        pass
+                    # Shrink the file now: the WAL's frames go in and the file is cut.
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            self._enable_incremental_vacuum()
+        except sqlite3.Error as exc:
+            raise InboxError(f"cannot prune {self.path}: {exc}") from None
+        return PruneResult(deleted, before, retention.file_bytes(self.path))
 
     def export_jsonl(self, path: Path, **filters: Any) -> int:
         """Write matching messages to `path`, one JSON object a line; returns how many."""

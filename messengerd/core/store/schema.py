@@ -29,6 +29,17 @@ database's own mode) are for the daemon's user alone, whatever the umask."""
 SCHEMA_VERSION = 2
 """Kept in `PRAGMA user_version`; a newer file is refused rather than misread."""
 
+AUTO_VACUUM_INCREMENTAL = 2
+"""`PRAGMA auto_vacuum`'s value for INCREMENTAL (SQLite: 0 none, 1 full, 2 incremental): the
+file keeps the pages a delete frees until `PRAGMA incremental_vacuum` gives them back
+(retention.vacuum_step). It must be set before the first table is made; an older file is
+switched by a VACUUM (enable_incremental_vacuum)."""
+
+JOURNAL_SIZE_LIMIT = 4 * 1024 * 1024
+"""Bytes the write-ahead log is cut back to once a checkpoint has emptied it. Without a limit
+the -wal file keeps the size of the longest burst (up to writer.CHECKPOINT_BACKSTOP_PAGES,
+64 MiB) for as long as the daemon runs."""
+
 BUSY_TIMEOUT = 5.0
 """Seconds a connection waits for another's write lock (daemon and CLI share the file)."""
 
@@ -147,6 +158,7 @@ def connect(path: Path | str, **options: Any) -> sqlite3.Connection:
     # A multi-row INSERT keeps a statement journal (the pages it changes, to undo it
     # alone): in memory, not in a temporary file written at every batch.
     conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
     return conn
 
 
@@ -201,8 +213,28 @@ def prepare(path: Path) -> None:
     """Create or migrate the inbox at `path` (its directory exists)."""
     create_private(path)
     with contextlib.closing(connect(path)) as conn:
-        if version(conn, path) != SCHEMA_VERSION:
+        found = version(conn, path)
+        if found == 0:
+            # A new file: before its first table, and before WAL mode writes its header.
+            conn.execute(f"PRAGMA auto_vacuum={AUTO_VACUUM_INCREMENTAL}")
+        if found != SCHEMA_VERSION:
             migrate(conn, path)
+
+
+def enable_incremental_vacuum(path: Path) -> bool:
+    """Switch a file made before retention to auto_vacuum = INCREMENTAL; False if it was.
+
+    Takes a VACUUM: the file is rewritten (a second copy's worth of free disk space, a few
+    seconds for 100,000 messages), once. sqlite3.Error when it cannot be done now (no room,
+    another connection holds the write lock past BUSY_TIMEOUT); the file is then unchanged
+    and works as before, only without giving freed pages back.
+    """
+    with contextlib.closing(connect(path)) as conn:
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == AUTO_VACUUM_INCREMENTAL:
+            return False
+        conn.execute(f"PRAGMA auto_vacuum={AUTO_VACUUM_INCREMENTAL}")
+        conn.execute("VACUUM")
+        return True
 
 
 # -- the insert ----------------------------------------------------------------------------

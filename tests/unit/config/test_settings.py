@@ -22,6 +22,7 @@ from messengerd.config.settings import (
     load_settings,
     parse_settings,
 )
+from messengerd.core.store.retention import Retention
 from messengerd.delivery.routing import SINK_TYPES
 
 FULL = """\
@@ -117,6 +118,16 @@ def test_an_empty_file_is_all_defaults():
     assert settings.sinks == []
     assert settings.routing.default is None
     assert settings.policy_arguments()["store_refused"] is False
+    assert settings.store == Retention(365, 100_000, 100)
+
+
+def test_the_store_table_sets_the_retention_limits_and_the_daemon_gets_them():
+    text = "[store]\nmax_age_days = 30\nmax_size_mb = 0.5\n"
+    settings = parse_settings(text, sink_types=SINK_TYPES)
+    assert settings.store == Retention(max_age_days=30, max_messages=100_000, max_size_mb=0.5)
+    assert daemon_config(cli_args(), settings).retention == settings.store
+    off = parse_settings("[store]\nmax_messages = 0\n", sink_types=SINK_TYPES).store
+    assert off.max_messages == 0 and off.describe() == "365 days, 100 MiB"
 
 
 @pytest.mark.parametrize(
@@ -185,7 +196,14 @@ def test_an_empty_file_is_all_defaults():
             bind = "127.0.0.1"
             """,
             "messengerd.toml:1: key 'deamon': unknown section (known: daemon, sink, routing, "
-            "policy)",
+            "policy, store)",
+        ),
+        (
+            """\
+            [store]
+            max_messages = 1.5
+            """,
+            "messengerd.toml:2: key 'store.max_messages': must be an integer, not a float",
         ),
         (
             """\
