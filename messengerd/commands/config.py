@@ -40,10 +40,12 @@ def cmd_config(args: argparse.Namespace) -> int:
     """Run `messengerd config check`: EXIT_OK when the file is good, EXIT_USAGE if not."""
     path: Path = args.file or default_config_path()
     try:
-        load_settings(path, sink_types=SINK_TYPES)
+        settings = load_settings(path, sink_types=SINK_TYPES)
     except SettingsError as exc:
         for line in exc.lines():
             print(f"messengerd: {line}", file=sys.stderr)
         return EXIT_USAGE
+    for note in settings.notes:
+        print(f"messengerd: {note}", file=sys.stderr)
     print(f"{path}: OK")
     return EXIT_OK

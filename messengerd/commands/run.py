@@ -177,6 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         for line in exc.lines():
             print(f"messengerd: {line}", file=sys.stderr)
         return EXIT_USAGE
+    for note in settings.notes:
+        log.warning("%s", note)
     config = daemon_config(args, settings)
     try:
         sinks = build_sinks(settings, json_lines=args.json)

@@ -158,6 +158,9 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     store: Retention = field(default_factory=Retention)
     """`[store]`: the inbox's retention limits, each unset one at its default."""
+    notes: list[str] = field(default_factory=list)
+    """`FILE:LINE: ...` for what the file asks that this version does differently (a retired
+    `[[sink]]` kind): not errors, for the daemon to log at start and `config check` to show."""
 
     def policy_arguments(self) -> dict[str, Any]:
         """Keyword arguments for messengerd.core.policy.Policy (unset ones left to its defaults)."""
@@ -195,6 +198,10 @@ class SinkType:
     """Options that name a file or folder: `~` expanded, relative to the settings file."""
     check: SinkCheck | None = None
     """Checks that need several options, or the sink's own parser."""
+    retired: str = ""
+    """Why an earlier version's kind is built no more, when it is: its `[[sink]]`s are still
+    read and checked (files written for that version load), routes may still name them,
+    and the note says what to do instead."""
 
 
 # -- the tables of keys ------------------------------------------------------------------
@@ -303,6 +310,8 @@ class _Reader:
         self.lines = lines
         self.sink_types = sink_types
         self.problems: list[Problem] = []
+        self.notes: list[str] = []
+        self.retired_sinks: set[str] = set()
 
     def problem(self, key: Key, problem: str) -> None:
         self.problems.append(Problem(key_text(key), line_of(self.lines, key), problem))
@@ -340,6 +349,7 @@ class _Reader:
         settings.daemon = self.daemon(document.get("daemon", {}))
         settings.sinks = self.sinks(document.get("sink", []))
         settings.routing = self.routing(document.get("routing", {}), settings.sinks)
+        settings.notes = self.notes
         settings.policy = PolicySettings(
             **self.known(
                 ("policy",), self.table(("policy",), document.get("policy", {})), POLICY_KEYS
@@ -383,7 +393,7 @@ class _Reader:
             table = self.table(key, entry)
             if not table:
                 continue
-            types = " | ".join(self.sink_types)
+            types = " | ".join(k for k, kind in self.sink_types.items() if not kind.retired)
             type_name = table.get("type")
             if type_name is None:
                 self.problem(key, f"a [[sink]] needs a type ({types})")
@@ -411,12 +421,17 @@ class _Reader:
             for option in sink_type.paths:
                 if option in options:
                     options[option] = self.path_value((*key, option), options[option])
-            sinks.append(SinkSettings(type_name, name, options, line_of(self.lines, key)))
+            line = line_of(self.lines, key)
+            if sink_type.retired:
+                self.retired_sinks.add(name)
+                self.notes.append(f"{self.path}:{line}: sink {name!r}: {sink_type.retired}")
+                continue
+            sinks.append(SinkSettings(type_name, name, options, line))
         return sinks
 
     def routing(self, value: Any, sinks: list[SinkSettings]) -> RoutingSettings:
         table = self.table(("routing",), value)
-        known = {sink.name for sink in sinks} or {"console"}
+        known = ({sink.name for sink in sinks} or {"console"}) | self.retired_sinks
         routing = RoutingSettings()
         for name, item in table.items():
             key: Key = ("routing", name)
@@ -438,4 +453,4 @@ class _Reader:
         for name in names:
             if name not in known:
                 self.problem(key, f"no sink is named {name!r} (sinks: {', '.join(sorted(known))})")
-        return names
+        return [name for name in names if name not in self.retired_sinks]

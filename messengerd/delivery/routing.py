@@ -134,6 +134,13 @@ SINK_TYPES: dict[str, SinkType] = {
         },
         check=_forward_problems,
     ),
+    # 0.1's first settings files (b71cbc4) named the subscriber hub as a sink; the control
+    # channel has fed every subscriber every message since (8dba0c6).
+    "notify": SinkType(
+        {"queue": values.positive_integer},
+        retired="type 'notify' is no longer needed and is ignored: the tray and every "
+        "control-channel subscriber get every message; remove this [[sink]] and its routes",
+    ),
 }
 """What a `[[sink]]` may be, and its options (handed to messengerd.config.settings' readers);
 build_sink makes each. Front ends (the tray) subscribe on the control channel instead."""

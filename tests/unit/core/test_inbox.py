@@ -24,7 +24,6 @@ from messengerd.core.store.inbox import Inbox, InboxError, InboxFull, StoredMess
 from messengerd.core.store.schema import (
     DATABASE_NAME,
     DUPLICATE_WINDOW,
-    MIGRATIONS,
     SCHEMA_VERSION,
     TEXT_DIGEST_SIZE,
 )
@@ -316,65 +315,6 @@ def test_the_duplicate_check_is_an_index_lookup_however_many_rows_match_the_name
         scans = [step for step in plan if step.startswith("SCAN")]
         assert all(step == "SCAN batch" or "CONSTANT ROW" in step for step in scans), plan
     conn.close()
-
-
-V1_ROWS = [
-    ("2024-05-01T12:00:00.123456+00:00", "ADMIN", "BOB", "Backup finished", "session"),
-    ("2024-05-01T12:00:03.000000+00:00", "Ups", "*", "Ölstand niedrig\nZeile 2", "mailslot"),
-    ("2024-05-01T13:00:00.000000+00:00", "ADMIN", "BOB", "Backup finished", "rpc"),
-]
-
-
-def v1_inbox(data_dir: Path) -> None:
-    """An inbox as messengerd with schema 1 left it: its statements, its rows."""
-    conn = sqlite3.connect(data_dir / DATABASE_NAME, isolation_level=None)
-    conn.execute("PRAGMA journal_mode=WAL")
-    for statement in MIGRATIONS[1]:
-        conn.execute(statement)
-    conn.executemany(
-        "INSERT INTO messages (received_at, sender, recipient, sender_key, recipient_key,"
-        " text, raw, path, peer, codepage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            (
-                when,
-                sender,
-                to,
-                sender.casefold(),
-                to.casefold(),
-                text,
-                text.encode("cp850"),
-                path,
-                "192.0.2.7:1025",
-                "cp850",
-            )
-            for when, sender, to, text, path in V1_ROWS
-        ],
-    )
-    conn.execute("PRAGMA user_version = 1")
-    conn.close()
-
-
-@pytest.mark.asyncio
-async def test_a_version_1_inbox_is_migrated_with_a_digest_for_every_stored_text(tmp_path: Path):
-    v1_inbox(tmp_path)
-    async with Inbox(tmp_path) as inbox:
-        stored = inbox.query()
-        assert [(m.id, m.sender, m.text, m.path) for m in stored] == [
-            (i, sender, text, path) for i, (_, sender, _, text, path) in enumerate(V1_ROWS, 1)
-        ]
-        assert stored[1].received_at == datetime(2024, 5, 1, 12, 0, 3, tzinfo=UTC)
-        with sqlite3.connect(tmp_path / DATABASE_NAME) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
-            digests = conn.execute("SELECT text, text_digest FROM messages ORDER BY id")
-            assert [bytes(d) for _, d in digests] == [digest(t) for *_, t, _ in V1_ROWS]
-            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        conn.close()
-        # A copy of a message stored before the upgrade is still a copy; ids go on.
-        again = await inbox.store(
-            message("Ölstand niedrig\nZeile 2", "UPS", "*", "rpc", T0 + timedelta(seconds=5))
-        )
-        assert again == StoreResult(2, duplicate=True)
-        assert (await inbox.store(message("Backup finished", when=T0 + timedelta(hours=2)))).id == 4
 
 
 @pytest.fixture
