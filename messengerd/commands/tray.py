@@ -125,15 +125,26 @@ def _check_attach_options(args: argparse.Namespace) -> None:
 
 def _standalone(args: argparse.Namespace, root: Any, pystray: Any, notifier: Any) -> Any:
     from messengerd.background import DaemonThread, LocalAliases
+    from messengerd.config.settings import SettingsError, find_settings
     from messengerd.core.lmerr import NetError
+    from messengerd.core.policy import Policy
     from messengerd.core.store.inbox import Inbox, InboxError
     from messengerd.daemon import Daemon
+    from messengerd.delivery.routing import SINK_TYPES, build_sinks
     from messengerd.tray.app import TrayApp, TraySink
     from messengerd.tray.presenter import Presenter
 
-    config = daemon_config(args)
     try:
-        daemon = Daemon(config, [])
+        settings = find_settings(args.config, sink_types=SINK_TYPES)
+    except SettingsError as exc:
+        for line in exc.lines():
+            print(f"messengerd: {line}", file=sys.stderr)
+        return None
+    config = daemon_config(args, settings)
+    try:
+        # The tray shows every message itself: only the sinks the file names, no console.
+        sinks = build_sinks(settings) if settings.sinks else []
+        daemon = Daemon(config, sinks, policy=Policy(**settings.policy_arguments()))
         store = Inbox(config.data_dir, create=False) if config.store else None
     except NetError as exc:
         raise UsageError(f"bad --alias: {exc}") from None
