@@ -18,7 +18,7 @@ from typing import Any
 
 from messengerd.commands.arguments import ipv4, listen_port
 from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
-from messengerd.config.options import DaemonConfig, default_data_dir
+from messengerd.config.options import BACKENDS, DaemonConfig, default_data_dir
 from messengerd.config.settings import (
     Settings,
     SettingsError,
@@ -46,6 +46,7 @@ _CLI_OPTIONS = {
     "codepage": "codepage",
     "data_dir": "data_dir",
     "store": "store",
+    "backend": "backend",
 }
 """DaemonConfig field -> the argparse destination of its option (add_daemon_options)."""
 
@@ -127,6 +128,12 @@ def add_daemon_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help=f"where state is kept (default {default_data_dir()})",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="sockets: NetBIOS over TCP/IP of our own (default); netbios: Windows' NetBIOS "
+        "API beside Windows' own NetBT (experimental; see service/README.md)",
     )
     parser.add_argument(
         "--no-store",

@@ -64,6 +64,10 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("messengerd", appauthor=False))
 
 
+BACKENDS = ("sockets", "netbios")
+"""How messages arrive (DaemonConfig.backend)."""
+
+
 def default_rpc_port() -> int | None:
     """UDP 135 for the RPC path; none on Windows, where RPCSS holds 135 (`doctor` says so)."""
     return None if sys.platform == "win32" else RPC_PORT
@@ -96,6 +100,9 @@ class DaemonConfig:
     name_ttl: int | None = None
     """Seconds our registrations and query answers ask to be kept, refreshed at half of it;
     None: Windows' 300000 (messengerd.wire.nbns.DEFAULT_TTL)."""
+    backend: str = "sockets"
+    """How messages arrive: "sockets" (NetBIOS over TCP/IP of our own, UDP 137/138 and TCP
+    139) or "netbios" (Windows' NetBIOS API beside its own NetBT: experimental)."""
     control: str = "auto"
     """The control channel: "unix" socket, loopback "tcp" with a token file, "auto" (unix
     where the platform has it), or "none"."""

@@ -39,6 +39,7 @@ from typing import Any
 import platformdirs
 
 from messengerd.config import values
+from messengerd.config.options import BACKENDS
 from messengerd.config.tomlkeys import Key, key_lines, key_text, line_of
 from messengerd.config.values import Check, toml_type
 from messengerd.wire.errors import WireError
@@ -108,6 +109,7 @@ class DaemonSettings:
     codepage: str | None = None
     data_dir: Path | None = None
     store: bool | None = None
+    backend: str | None = None
 
 
 @dataclass
@@ -204,6 +206,7 @@ DAEMON_KEYS: dict[str, Check] = {
     "codepage": values.codepage,
     "data_dir": values.nonempty_string,
     "store": values.boolean,
+    "backend": values.one_of(BACKENDS),
 }
 
 POLICY_KEYS: dict[str, Check] = {
