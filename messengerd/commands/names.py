@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from messengerd.config.options import default_data_dir
+from messengerd.config.options import front_end_data_dir
 from messengerd.control.client import ControlClient
-from messengerd.control.protocol import ControlError
+from messengerd.control.protocol import CONTROL_SOCKET, ControlError
 from messengerd.core import lmerr
 from messengerd.core.lmerr import NetError
 
@@ -37,7 +37,8 @@ def add_parser(subparsers: Any) -> None:
         "--data-dir",
         type=Path,
         metavar="DIR",
-        help=f"the data directory of the daemon to act on (default {default_data_dir()})",
+        help="the data directory of the daemon to act on (default: your own daemon's, "
+        "else the system service's)",
     )
     names = subparsers.add_parser(
         "names",
@@ -64,7 +65,7 @@ def add_parser(subparsers: Any) -> None:
 
 def cmd_names(args: argparse.Namespace) -> int:
     """Run `messengerd names ACTION`; the exit code as described in the module docstring."""
-    data_dir: Path = args.data_dir or default_data_dir()
+    data_dir: Path = args.data_dir or front_end_data_dir(CONTROL_SOCKET)
     try:
         with ControlClient(data_dir) as client:
             if args.names_action == "add":

@@ -51,14 +51,26 @@ def default_aliases() -> list[str]:
 
 
 def default_data_dir() -> Path:
-    """Where the alias table, the inbox and the control socket live by default.
-
-    The system service's directory for root on Unix (so `messengerd names` as root acts on
-    the service), else the platform's per-user data directory.
-    """
-    if hasattr(os, "geteuid") and os.geteuid() == 0 and sys.platform != "darwin":
-        return SERVICE_DATA_DIR
+    """Where `messengerd run` keeps the alias table, the inbox and the control socket by
+    default: the platform's per-user data directory (root's too: the system service names
+    its own, SERVICE_DATA_DIR, in its unit)."""
     return Path(platformdirs.user_data_dir("messengerd", appauthor=False))
+
+
+def front_end_data_dir(marker: str) -> Path:
+    """The data directory a front end acts on when given none: the user's own when it holds
+    `marker` (the control socket for names, status and the tray; the inbox for history),
+    else the system service's when it exists (Unix), else the user's own again.
+
+    A service directory this user may not enter is still chosen, so that the front end can
+    say so (messengerd.core.datadir.unreachable) instead of "no daemon".
+    """
+    own = default_data_dir()
+    if os.path.lexists(own / marker) or sys.platform == "win32":
+        return own
+    if SERVICE_DATA_DIR.is_dir():
+        return SERVICE_DATA_DIR
+    return own
 
 
 @dataclass
@@ -86,6 +98,9 @@ class DaemonConfig:
     name_ttl: int | None = None
     """Seconds our registrations and query answers ask to be kept, refreshed at half of it;
     None: Windows' 300000 (messengerd.wire.nbns.DEFAULT_TTL)."""
+    control_group: str | None = None
+    """A group whose members may use the control channel and read the inbox (Unix;
+    messengerd.core.datadir); None: the daemon's user and root only."""
     control: str = "auto"
     """The control channel: "unix" socket, loopback "tcp" with a token file, "auto" (unix
     where the platform has it), or "none"."""
