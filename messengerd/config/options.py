@@ -24,6 +24,8 @@ DEFAULT_WORKGROUP = "WORKGROUP"
 
 SERVICE_DATA_DIR = Path("/var/lib/messengerd")
 """The system service's state directory (service/messengerd.service: StateDirectory)."""
+SERVICE_USER = "messengerd"
+"""The system service's user and group (service/messengerd.service: User, Group)."""
 
 
 def _netbios_length(name: str) -> str:
@@ -39,14 +41,15 @@ def default_computer_name() -> str:
 
 
 def default_aliases() -> list[str]:
-    """The host name and the logged-in user, as Windows' Messenger registered them."""
+    """The host name and the logged-in user, as Windows' Messenger registered them; the
+    system service's own account (SERVICE_USER) is no person, and no alias."""
     names = [default_computer_name()]
     try:
-        user = _netbios_length(getpass.getuser())
+        user = getpass.getuser()
     except (KeyError, OSError):
         user = ""
-    if user and user.upper() != names[0].upper():
-        names.append(user)
+    if user and user != SERVICE_USER and user.upper() != names[0].upper():
+        names.append(_netbios_length(user))
     return [name for name in names if name]
 
 

@@ -4,8 +4,10 @@ The daemon keeps its alias table, inbox and control socket in one directory, its
 alone by default: the directory 0700, the inbox and the socket 0600. With a control group
 (`messengerd run --control-group GROUP`; the systemd unit's `messengerd`) the members of
 GROUP get what a person at the desk needs, and no more:
-- the directory 2750: members may enter it; the setgid bit makes the files SQLite creates
-  there later (the inbox's -wal and -shm) belong to GROUP as well;
+- the directory 0750: members may enter it. A daemon whose own group is not GROUP makes it
+  2750, so that the files SQLite creates there later (the inbox's -wal and -shm) belong
+  to GROUP as well; the unit's daemon runs with Group=GROUP and needs no setgid bit (its
+  RestrictSUIDSGID= would refuse one);
 - the control socket 0660 (names, status, the tray), checked again per connection
   (SO_PEERCRED, messengerd.control.server);
 - the inbox 0640, to read history (SQLite gives -wal and -shm the inbox's own mode).
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PRIVATE_DIR_MODE = 0o700
-SHARED_DIR_MODE = 0o2750
+SHARED_DIR_MODE = 0o750
 PRIVATE_FILE_MODE = 0o600
 SHARED_FILE_MODE = 0o640
 PRIVATE_SOCKET_MODE = 0o600
@@ -111,7 +113,8 @@ def prepare(data_dir: Path, group: ControlGroup | None, files: Iterable[str] = (
             "give this user write access to it, or choose another with --data-dir"
         )
     if group is not None:
-        share(data_dir, group, SHARED_DIR_MODE)
+        setgid = 0 if hasattr(os, "getegid") and os.getegid() == group.gid else stat.S_ISGID
+        share(data_dir, group, SHARED_DIR_MODE | setgid)
     for name in files:
         path = data_dir / name
         mode = PRIVATE_FILE_MODE if group is None else SHARED_FILE_MODE
