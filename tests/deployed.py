@@ -93,9 +93,10 @@ class Deployment:
 
 
 def install_block() -> list[str]:
-    """The Quick start's install commands (its first sh block), apt-get line excluded."""
+    """The Quick start's install commands: its first sh block but the apt-get line and the
+    last line (`messengerd run`, which tests/e2e/test_quick_start.py runs)."""
     block = code_blocks(markdown_section("Quick start"), "sh")[0]
-    return [line for line in shell_lines(block) if "apt-get" not in line]
+    return [line for line in shell_lines(block)[:-1] if "apt-get" not in line]
 
 
 def deploy(public: Path) -> Deployment:
@@ -162,11 +163,19 @@ class Accounts:
         self.users: list[str] = []
         self.groups: list[str] = []
 
-    def user(self, name: str, *, groups: tuple[str, ...] = (), system: bool = False) -> Account:
-        """A new user `PREFIX-NAME` with its own group (and `groups` beside), no home."""
+    def user(
+        self,
+        name: str,
+        *,
+        groups: tuple[str, ...] = (),
+        system: bool = False,
+        home: Path | None = None,
+    ) -> Account:
+        """A new user `PREFIX-NAME` with its own group (and `groups` beside); its home is
+        `home` (which the caller makes), else a path that does not exist."""
         full = f"{self.prefix}-{name}"
         self._remove_user(full)
-        home = Path("/nonexistent") / full
+        home = home or Path("/nonexistent") / full
         command = ["useradd", "--user-group", "--no-create-home", "--home-dir", os.fspath(home),
                    "--shell", "/usr/sbin/nologin"]  # fmt: skip
         if system:

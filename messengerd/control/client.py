@@ -7,6 +7,7 @@ events (messengerd.control.protocol).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -64,7 +65,10 @@ class _Connection:
         return reply
 
     def request(self, request: dict[str, Any]) -> dict[str, Any]:
-        self.send(request)
+        # A daemon that refused us as we connected may have closed already; its refusal is
+        # still there to read.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.send(request)
         return self.receive()
 
     def close(self) -> None:
