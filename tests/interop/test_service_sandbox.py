@@ -21,6 +21,7 @@ import re
 import shlex
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,7 @@ import pytest
 from tests.conftest import need, need_tool
 from tests.daemon_process import DaemonProcess
 from tests.deployed import REPOSITORY, SAFE_PATH, Accounts
+from tests.interop.test_names_netns import NMBD_CONF, NMBD_READY_TIMEOUT, POLL_INTERVAL
 from tests.netns import CLIENT_ADDRESS, SERVER_ADDRESS, create_pair, destroy_pair
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]
@@ -228,3 +230,63 @@ def test_the_filter_refuses_what_systemd_refuses(deployment, restrict_af):
     )  # fmt: skip
     assert inet.returncode == 0, inet.stderr
     assert "127.0.0.1/8" in inet.stdout
+
+
+@pytest.fixture
+def nmbd_on_the_server(hosts, tmp_path):
+    """Samba's nmbd holding port 137 on the server host, as on a host sharing files."""
+    binary = need_tool("nmbd", "samba")
+    for folder in ("lock", "state", "cache", "private", "pid", "ncalrpc", "bind-dns"):
+        (tmp_path / folder).mkdir()
+    conf = tmp_path / "smb.conf"
+    # The conf of tests/interop/test_names_netns.py, on the server's veth instead.
+    conf.write_text(NMBD_CONF.format(tmp=tmp_path).replace("= mdc0", "= mds0"))
+    process = subprocess.Popen(
+        ["ip", "netns", "exec", hosts.server, binary, "-F", "--no-process-group",
+         "-s", str(conf), "--debug-stdout", "-d", "1"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + NMBD_READY_TIMEOUT
+        while not listening(hosts.server, 137):
+            assert process.poll() is None, process.communicate()[0].decode()
+            assert time.monotonic() < deadline, "nmbd never bound port 137"
+            time.sleep(POLL_INTERVAL)
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+
+
+def listening(namespace: str, port: int) -> bool:
+    """True when a UDP socket in `namespace` is bound to `port` (iproute2's ss)."""
+    result = subprocess.run(
+        ["ip", "netns", "exec", namespace, "ss", "-Hlun", f"sport = :{port}"],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return bool(result.stdout.strip())
+
+
+def test_a_port_samba_holds_is_one_line_and_samba_keeps_running(
+    deployment, restrict_af, hosts, service_user, nmbd_on_the_server
+):
+    """The unit stops no Samba (no Conflicts=): messengerd says which port is taken, exits 2
+    (RestartPreventExitStatus=2: not restarted) and nmbd serves on."""
+    data_dir = state_directory(deployment, service_user)
+    command, env = sandboxed(deployment, restrict_af, service_user, data_dir)
+    result = subprocess.run(
+        ["ip", "netns", "exec", hosts.server, *command],
+        capture_output=True, text=True, env=env, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == int(one(unit_service(), "RestartPreventExitStatus"))
+    assert result.stderr == (
+        "messengerd: port 137/udp (name service) on 0.0.0.0 is already in use (Samba's "
+        "nmbd/smbd or another messengerd?): stop that program, or choose free ports with "
+        "--name-port, --datagram-port and --session-port\n"
+    )
+    assert nmbd_on_the_server.poll() is None
+    assert listening(hosts.server, 137)
