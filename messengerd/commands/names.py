@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from messengerd.commands.exits import EXIT_OK, control_failure
 from messengerd.config.options import front_end_data_dir
 from messengerd.control.client import ControlClient
 from messengerd.control.protocol import CONTROL_SOCKET, ControlError
@@ -79,12 +78,8 @@ def cmd_names(args: argparse.Namespace) -> int:
             else:
                 reply = client.request("names.info", name=args.name, level=1)
                 _info(reply["entry"], args.json)
-    except NetError as exc:
-        print(f"messengerd: {exc.name} ({exc.code}): {lmerr.describe(exc.code)}", file=sys.stderr)
-        return EXIT_FAILED
-    except ControlError as exc:
-        print(f"messengerd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (NetError, ControlError) as exc:
+        return control_failure(exc)
     return EXIT_OK
 
 

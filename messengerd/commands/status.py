@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from messengerd.commands.exits import EXIT_OK, control_failure
 from messengerd.config.options import front_end_data_dir
 from messengerd.control.client import ControlClient
 from messengerd.control.protocol import CONTROL_SOCKET, ControlError
-from messengerd.core import lmerr
 from messengerd.core.lmerr import NetError
 
 LABEL_WIDTH = 10
@@ -55,12 +53,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         with ControlClient(data_dir) as client:
             reply = client.request("status")
-    except NetError as exc:
-        print(f"messengerd: {exc.name} ({exc.code}): {lmerr.describe(exc.code)}", file=sys.stderr)
-        return EXIT_FAILED
-    except ControlError as exc:
-        print(f"messengerd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (NetError, ControlError) as exc:
+        return control_failure(exc)
     reply.pop("ok", None)
     if args.json:
         print(json.dumps(reply, ensure_ascii=False))

@@ -26,10 +26,11 @@ from pathlib import Path
 
 import pytest
 
+from tests import samba
 from tests.conftest import need, need_tool
 from tests.daemon_process import DaemonProcess
 from tests.deployed import REPOSITORY, SAFE_PATH, Accounts
-from tests.interop.test_names_netns import NMBD_CONF, NMBD_READY_TIMEOUT, POLL_INTERVAL
+from tests.interop.test_names_netns import NMBD_READY_TIMEOUT, POLL_INTERVAL
 from tests.netns import CLIENT_ADDRESS, SERVER_ADDRESS, create_pair, destroy_pair
 
 pytestmark = [pytest.mark.interop, pytest.mark.netns]
@@ -235,31 +236,13 @@ def test_the_filter_refuses_what_systemd_refuses(deployment, restrict_af):
 @pytest.fixture
 def nmbd_on_the_server(hosts, tmp_path):
     """Samba's nmbd holding port 137 on the server host, as on a host sharing files."""
-    binary = need_tool("nmbd", "samba")
-    for folder in ("lock", "state", "cache", "private", "pid", "ncalrpc", "bind-dns"):
-        (tmp_path / folder).mkdir()
-    conf = tmp_path / "smb.conf"
-    # The conf of tests/interop/test_names_netns.py, on the server's veth instead.
-    conf.write_text(NMBD_CONF.format(tmp=tmp_path).replace("= mdc0", "= mds0"))
-    process = subprocess.Popen(
-        ["ip", "netns", "exec", hosts.server, binary, "-F", "--no-process-group",
-         "-s", str(conf), "--debug-stdout", "-d", "1"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
+    with samba.nmbd(hosts.server, "mds0", tmp_path) as process:
         deadline = time.monotonic() + NMBD_READY_TIMEOUT
         while not listening(hosts.server, 137):
             assert process.poll() is None, process.communicate()[0].decode()
             assert time.monotonic() < deadline, "nmbd never bound port 137"
             time.sleep(POLL_INTERVAL)
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
 
 
 def listening(namespace: str, port: int) -> bool:
