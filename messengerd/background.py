@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 from messengerd.daemon import Daemon
 
@@ -77,7 +77,7 @@ class DaemonThread:
         finally:
             await self.daemon.stop()
 
-    def call(self, function: Callable[..., Awaitable[T]], *args: object) -> T:
+    def call(self, function: Callable[..., Coroutine[Any, Any, T]], *args: object) -> T:
         """`await function(*args)` on the daemon's loop; its result, or what it raised."""
         if self._loop is None or not self._thread.is_alive():
             raise ConnectionError("the daemon is not running")

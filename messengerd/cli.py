@@ -13,11 +13,11 @@ from collections.abc import Sequence
 
 from messengerd import __version__
 from messengerd.commands import config as config_command
-from messengerd.commands import decode, history, names, run, send, service, status, tray
+from messengerd.commands import decode, doctor, history, names, run, send, service, status, tray
 from messengerd.commands.exits import EXIT_USAGE, UsageError
 from messengerd.daemon import ListenError
 
-COMMANDS = (run, status, history, send, decode, config_command, names, tray, service)
+COMMANDS = (run, status, history, send, decode, config_command, names, tray, doctor, service)
 """The subcommands, in the order `messengerd --help` lists them."""
 VERBOSE_HELP = "log debug detail"
 

@@ -36,9 +36,10 @@ from messengerd.core.policy import Policy, Reason
 from messengerd.core.store.inbox import DATABASE_NAME, Inbox, InboxError, StoredMessage
 from messengerd.delivery import Fanout, Sink
 from messengerd.protocol.datagram import DatagramService
-from messengerd.protocol.events import MessageReceived
+from messengerd.protocol.events import Directory, MessageReceived
 from messengerd.protocol.nameservice import NameService
 from messengerd.protocol.registration import Registrar
+from messengerd.protocol.rpc import RpcServer
 from messengerd.transport.netif import (
     LOOPBACK_NETWORK,
     broadcast_for,
@@ -46,6 +47,7 @@ from messengerd.transport.netif import (
     local_address_for,
 )
 from messengerd.transport.registration import RegistrationRunner
+from messengerd.transport.rpc import RpcProtocol
 from messengerd.transport.session import SessionListener
 from messengerd.transport.sockets import ListenError, listen_error, open_udp
 from messengerd.transport.udp import DatagramServiceProtocol, NameServiceProtocol
@@ -132,6 +134,7 @@ class Daemon:
         self._sessions = SessionListener(directory, self.accept, codepage=config.codepage)
         self._udp: list[asyncio.DatagramTransport] = []
         self._datagram_protocols: list[DatagramServiceProtocol] = []
+        self._rpc_protocols: list[RpcProtocol] = []
         self._stopped = asyncio.Event()
         self._started: tuple[datetime, float] | None = None
 
@@ -146,6 +149,7 @@ class Daemon:
         """
         bind = self.config.bind
         self._started = (datetime.now(UTC), time.monotonic())
+        directory = self._sessions.directory
         try:
             if self.control is not None:
                 try:
@@ -166,6 +170,8 @@ class Daemon:
                 self.ports["session"] = await self._sessions.start(bind, self.config.session_port)
             except OSError as exc:
                 raise listen_error("session", bind, self.config.session_port, exc) from None
+            if self.config.rpc_port is not None:
+                await self._open_rpc(directory, self.config.rpc_port)
             if self.config.register:
                 registrar = Registrar(
                     self._registration_address(),
@@ -182,12 +188,14 @@ class Daemon:
         except BaseException:
             await self.stop()
             raise
+        rpc = f", rpc {self.ports['rpc']}/udp" if "rpc" in self.ports else ""
         log.info(
-            "listening on %s: name %d/udp, datagram %d/udp, session %d/tcp; aliases %s%s",
+            "listening on %s: name %d/udp, datagram %d/udp, session %d/tcp%s; aliases %s%s",
             bind,
             self.ports["name"],
             self.ports["datagram"],
             self.ports["session"],
+            rpc,
             ", ".join(str(name) for name in self.aliases.names()) or "(none)",
             f"; control {self.control.address}" if self.control is not None else "",
         )
@@ -305,6 +313,21 @@ class Daemon:
         self._udp += transports
         return port, protocols
 
+    async def _open_rpc(self, directory: Directory, port: int) -> None:
+        """The RPC listener: one RpcServer for its sockets, made once the port is bound, since
+        ept_map answers name it (transport/rpc.py)."""
+        self.ports["rpc"], self._rpc_protocols = await self._open_udp(
+            "rpc", port, lambda: RpcProtocol(self.accept)
+        )
+        server = RpcServer(
+            directory,
+            port=self.ports["rpc"],
+            server_boot=int(time.time()),
+            codepage=self.config.codepage,
+        )
+        for protocol in self._rpc_protocols:
+            protocol.server = server
+
     async def accept(self, event: MessageReceived, peer: str) -> Outcome:
         """Take a complete message from `peer`: store it durably, then show it.
 
@@ -370,9 +393,14 @@ class Daemon:
         for transport in self._udp:
             transport.close()
         self._udp.clear()
-        for protocol in self._datagram_protocols:
+        udp: list[DatagramServiceProtocol | RpcProtocol] = [
+            *self._datagram_protocols,
+            *self._rpc_protocols,
+        ]
+        for protocol in udp:
             await protocol.close()
         self._datagram_protocols.clear()
+        self._rpc_protocols.clear()
         if self.inbox is not None:
             await self.inbox.aclose()
         await self.fanout.drain()

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -22,13 +23,23 @@ from typing import Literal, get_args
 from messengerd.config.options import (
     DATAGRAM_SERVICE_PORT,
     NAME_SERVICE_PORT,
+    RPC_PORT,
     SESSION_SERVICE_PORT,
     default_computer_name,
 )
 from messengerd.core import limits, lmerr
 from messengerd.core.lmerr import NetError
+from messengerd.protocol.events import NEED_DATA, CloseConnection, SendData
+from messengerd.protocol.session_client import (
+    Awaiting,
+    MessageDelivered,
+    MessageRejected,
+    ProtocolError,
+    SessionClient,
+    SessionRefused,
+)
 from messengerd.transport.netif import broadcast_for
-from messengerd.wire import nbss, smb
+from messengerd.wire import rpc, smb
 from messengerd.wire.datagram import MESSENGER_DATAGRAM_BYTES, build_mailslot_datagrams
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import (
@@ -43,7 +54,7 @@ from messengerd.wire.text import DEFAULT_CODEPAGE, MESSENGER_LINE_BREAK, check_c
 
 log = logging.getLogger(__name__)
 
-Via = Literal["auto", "session", "mailslot"]
+Via = Literal["auto", "session", "mailslot", "rpc"]
 VIAS: tuple[str, ...] = get_args(Via)
 
 CRLF = b"\r\n"
@@ -64,8 +75,6 @@ NAME_QUERY_INTERVAL = 0.25
 SESSION_TIMEOUT = 10.0
 """Seconds allowed for the TCP connect and for each reply on the session. Windows' NetBT gave
 up on a session setup after about that long; a receiver answers a message command at once."""
-MAX_REPLY_FRAME = limits.MAX_SESSION_FRAME
-"""Largest session frame read from a receiver: replies are 39 bytes, so more is not one."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +85,7 @@ class Delivery:
     for a D0.
     """
 
-    path: Literal["session", "mailslot"]
+    path: Literal["session", "mailslot", "rpc"]
     address: str
     port: int
     pieces: int
@@ -155,7 +164,7 @@ def prepare_message(
         raise _invalid(f"the sender name must be 1 to {limits.MAX_FIELD_BYTES} bytes, no NUL")
     if b"\x00" in body:
         raise _invalid("the text contains a NUL, which ends it on every receiver")
-    bound = MAX_MAILSLOT_TEXT_BYTES if via == "mailslot" else MAX_SESSION_TEXT_BYTES
+    bound = MAX_MAILSLOT_TEXT_BYTES if via in ("mailslot", "rpc") else MAX_SESSION_TEXT_BYTES
     if len(body) > bound:
         raise _invalid(f"the text is {len(body)} bytes; at most {bound} go over {via}")
     calling = own_name.encode(codepage)
@@ -165,183 +174,86 @@ def prepare_message(
 # --- the session path (RFC 1002 §4.3, [MS-MSRP] §2.2.3) ---------------------------------------
 
 
-def single_block_request(message: OutgoingMessage) -> bytes:
-    """The SMB_COM_SEND_MESSAGE (D0) session message for a text of at most 128 bytes."""
-    return nbss.session_message(
-        smb.build_send_message_request(message.sender, message.recipient.name, message.text)
-    )
-
-
-def start_request(message: OutgoingMessage) -> bytes:
-    """The SMB_COM_SEND_START_MB_MESSAGE (D5) that opens a multi-block message."""
-    return nbss.session_message(
-        smb.build_send_start_mb_message_request(message.sender, message.recipient.name)
-    )
-
-
-def text_requests(message: OutgoingMessage, message_group_id: int) -> list[bytes]:
-    """The SMB_COM_SEND_TEXT_MB_MESSAGE (D7) blocks, 128 text bytes each, as Windows sent them."""
-    step = smb.MAX_BLOCK_TEXT_BYTES
-    blocks = [message.text[at : at + step] for at in range(0, len(message.text), step)]
-    return [
-        nbss.session_message(smb.build_send_text_mb_message_request(message_group_id, block))
-        for block in blocks or [b""]
-    ]
-
-
-def end_request(message_group_id: int) -> bytes:
-    """The SMB_COM_SEND_END_MB_MESSAGE (D6) that completes a multi-block message."""
-    return nbss.session_message(smb.build_send_end_mb_message_request(message_group_id))
-
-
-def _is_unknown_command(header: smb.SMBHeader) -> bool:
-    """ERRSRV/ERRunknownsmb, or its NTSTATUS twin STATUS_SMB_BAD_COMMAND (same 4 bytes)."""
-    return header.Status == smb.ERROR_UNKNOWN_SMB.dos_status
-
-
-class _Session:
-    """One TCP session to a receiver, each request waiting for its reply as Windows did."""
-
-    def __init__(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, where: str, timeout: float
-    ) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.where = where
-        self.timeout = timeout
-
-    @classmethod
-    async def open(cls, address: str, port: int, timeout: float) -> _Session:
-        where = f"{address}:{port}"
-        try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(address, port)
-        except TimeoutError:
-            raise _Unreachable(f"no answer from {where} within {timeout:g} s") from None
-        except OSError as exc:
-            # asyncio words a refusal "Connect call failed (addr)"; errno says what happened.
-            reason = os.strerror(exc.errno) if exc.errno else str(exc)
-            raise _Unreachable(f"cannot connect to {where}: {reason}") from None
-        return cls(reader, writer, where, timeout)
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(OSError):
-            await self.writer.wait_closed()
-
-    async def read_frame(self) -> bytes:
-        """The next session packet but keepalives; ConnectionError when the peer closes."""
-        while True:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    header = await self.reader.readexactly(nbss.NBSS_HEADER_LENGTH)
-                    packet_type, length = nbss.frame_header(header)
-                    if length > MAX_REPLY_FRAME:
-                        raise WireError(f"a {length}-byte frame is not a reply")
-                    body = await self.reader.readexactly(length)
-            except TimeoutError:
-                raise NetError(
-                    lmerr.NERR_NetworkError,
-                    f"{self.where} sent no reply within {self.timeout:g} s",
-                ) from None
-            except asyncio.IncompleteReadError:
-                raise ConnectionError(f"{self.where} closed the session") from None
-            except WireError as exc:
-                raise NetError(
-                    lmerr.NERR_NetworkError, f"{self.where} is not a NetBIOS session service: {exc}"
-                ) from None
-            if packet_type != nbss.SESSION_KEEP_ALIVE:
-                return header + body
-
-    async def request_session(self, called: NetBIOSName, calling: NetBIOSName) -> None:
-        """SESSION REQUEST to `called`; NERR_NameNotFound on a negative answer (§4.3.2-4)."""
-        try:
-            self.writer.write(nbss.session_request(called, calling))
-            frame = await self.read_frame()
-        except (ConnectionError, OSError) as exc:
-            raise _Unreachable(f"{self.where} ended the session request: {exc}") from None
-        packet_type, _ = nbss.frame_header(frame)
-        if packet_type == nbss.POSITIVE_SESSION_RESPONSE:
-            return
-        if packet_type == nbss.NEGATIVE_SESSION_RESPONSE and len(frame) > nbss.NBSS_HEADER_LENGTH:
-            reason = nbss.NEGATIVE_RESPONSE_ERRORS.get(frame[4], f"error 0x{frame[4]:02X}")
-            raise NetError(
-                lmerr.NERR_NameNotFound, f"{self.where} refused a session to {called}: {reason}"
-            )
-        if packet_type == nbss.RETARGET_SESSION_RESPONSE:
-            # RFC 1002 §5.3 lets a caller follow it; no Messenger receiver is known to send one.
-            raise NetError(lmerr.NERR_NetworkError, f"{self.where} retargeted; not followed")
-        kind = nbss.SESSION_PACKET_TYPES.get(packet_type, hex(packet_type))
-        raise NetError(lmerr.NERR_NetworkError, f"{self.where} answered a session request: {kind}")
-
-    async def request(self, frame: bytes, command: int) -> tuple[smb.SMBHeader, bytes]:
-        """Send one message command; its reply's SMB header and body, success or not."""
-        try:
-            self.writer.write(frame)
-            reply = await self.read_frame()
-        except OSError as exc:
-            raise ConnectionError(str(exc)) from None
-        try:
-            header = smb.parse_header(reply[nbss.NBSS_HEADER_LENGTH :])
-        except WireError as exc:
-            raise NetError(lmerr.NERR_NetworkError, f"{self.where}: bad reply: {exc}") from None
-        if header.Command != command or not header.Flags & smb.SMB_FLAGS_REPLY:
-            raise NetError(
-                lmerr.NERR_NetworkError,
-                f"{self.where} answered {smb.command_name(command)} with "
-                f"{smb.command_name(header.Command)}",
-            )
-        return header, reply[nbss.NBSS_HEADER_LENGTH + smb.SMB_HEADER_LENGTH :]
-
-    async def expect_success(self, frame: bytes, command: int) -> bytes:
-        """`request`, raising NERR_NetworkError when the receiver answers with an error; the
-        reply's body."""
-        try:
-            header, body = await self.request(frame, command)
-        except ConnectionError as exc:
-            raise NetError(lmerr.NERR_NetworkError, str(exc)) from None
-        if header.Status != smb.STATUS_SUCCESS:
-            raise NetError(
-                lmerr.NERR_NetworkError,
-                f"{self.where} refused the message: {smb.command_name(command)} answered "
-                f"{smb.describe_status(header)}",
-            )
-        return body
+READ_BYTES = 4096
+"""Bytes read from the receiver at a time; its replies are 39 bytes each."""
 
 
 async def _session_attempt(
     message: OutgoingMessage, address: str, port: int, timeout: float, *, single_block: bool
 ) -> Delivery:
-    session = await _Session.open(address, port, timeout)
+    """One session to the receiver, driven by the caller-side machine (protocol/session_client)."""
+    where = f"{address}:{port}"
     try:
-        await session.request_session(message.recipient, message.calling)
-        if single_block:
-            try:
-                header, _ = await session.request(
-                    single_block_request(message), smb.SMB_COM_SEND_MESSAGE
-                )
-            except ConnectionError as exc:
-                raise _SingleBlockRejected(str(exc)) from None
-            if _is_unknown_command(header):
-                raise _SingleBlockRejected(f"{session.where} does not know D0")
-            if header.Status != smb.STATUS_SUCCESS:
-                raise NetError(
-                    lmerr.NERR_NetworkError,
-                    f"{session.where} refused the message: {smb.describe_status(header)}",
-                )
-            return Delivery("session", address, port, 1)
-        start = await session.expect_success(
-            start_request(message), smb.SMB_COM_SEND_START_MB_MESSAGE
-        )
-        # smbd answers with WordCount 0 and no id; smbclient then uses 0, and so do we.
-        group = smb.parse_send_start_mb_message_response(start) or 0
-        blocks = text_requests(message, group)
-        for block in blocks:
-            await session.expect_success(block, smb.SMB_COM_SEND_TEXT_MB_MESSAGE)
-        await session.expect_success(end_request(group), smb.SMB_COM_SEND_END_MB_MESSAGE)
-        return Delivery("session", address, port, len(blocks), multi_block=True)
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(address, port)
+    except TimeoutError:
+        raise _Unreachable(f"no answer from {where} within {timeout:g} s") from None
+    except OSError as exc:
+        # asyncio words a refusal "Connect call failed (addr)"; errno says what happened.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise _Unreachable(f"cannot connect to {where}: {reason}") from None
+    client = SessionClient(
+        message.sender,
+        message.recipient,
+        message.text,
+        calling=message.calling,
+        single_block=single_block,
+    )
+    try:
+        writer.write(client.start())
+        while True:
+            event = client.next_event()
+            if event is NEED_DATA:
+                client.receive_data(await _read(reader, where, timeout))
+            elif isinstance(event, SendData):
+                writer.write(event.data)
+            elif isinstance(event, MessageDelivered):
+                return Delivery("session", address, port, event.pieces, event.multi_block)
+            else:
+                raise _failure(event, client.ended_awaiting, where)
     finally:
-        await session.close()
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+
+
+async def _read(reader: asyncio.StreamReader, where: str, timeout: float) -> bytes:
+    """What the receiver sent next (b"" when it closed); NetError when it says nothing."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await reader.read(READ_BYTES)
+    except TimeoutError:
+        raise NetError(
+            lmerr.NERR_NetworkError, f"{where} sent no reply within {timeout:g} s"
+        ) from None
+    except OSError:
+        return b""  # reset: the receiver is gone as surely as when it closes
+
+
+def _failure(event: object, awaited: Awaiting, where: str) -> Exception:
+    """The exception for how a session attempt ended, other than with the message delivered.
+
+    A receiver that closes the session on a D0 or answers ERRunknownsmb (smbd does the first
+    without a NEGOTIATE) is _SingleBlockRejected: the text goes again as D5/D7/D6.
+    """
+    if isinstance(event, SessionRefused):
+        return NetError(lmerr.NERR_NameNotFound, f"{where} refused {event.reason}")
+    if isinstance(event, CloseConnection):
+        if awaited is Awaiting.SESSION:
+            return _Unreachable(f"{where} ended the session request: {event.reason}")
+        if awaited is Awaiting.SEND_MESSAGE:
+            return _SingleBlockRejected(f"{where} {event.reason}")
+        return NetError(lmerr.NERR_NetworkError, f"{where} {event.reason}")
+    if isinstance(event, MessageRejected):
+        if awaited is Awaiting.SEND_MESSAGE and event.unknown_command:
+            return _SingleBlockRejected(f"{where} does not know D0")
+        status = smb.describe_status(event.reply)
+        command = "" if awaited is Awaiting.SEND_MESSAGE else f"{smb.command_name(event.command)} "
+        return NetError(
+            lmerr.NERR_NetworkError, f"{where} refused the message: {command}answered {status}"
+        )
+    assert isinstance(event, ProtocolError), event
+    return NetError(lmerr.NERR_NetworkError, f"{where} {event.reason}")
 
 
 async def send_session(
@@ -398,6 +310,108 @@ def send_mailslot(
     if pending:
         raise _Unreachable(f"{address}:{port}/udp: {os.strerror(pending)}")
     return Delivery("mailslot", address, port, len(datagrams))
+
+
+# --- the RPC path ([MS-MSRP] §3.2.4.1, C706 ch. 12) -------------------------------------------
+
+RPC_RETRANSMIT_INTERVAL = 1.0
+"""Seconds a call waits for its reply before it sends the request again. C706's clients
+retransmit with backoff from about a second; the server answers a repeat from its reply
+cache, so the message is never delivered twice."""
+
+
+RPC_MAX_REPLIES = 64
+"""Datagrams held unread from one server: a call's replies are one or two (a fack, then the
+response); more is a flood, and the rest are dropped."""
+
+
+class _RpcReplies(asyncio.DatagramProtocol):
+    """The datagrams a server sends back on our socket, and the ICMP error of a closed port."""
+
+    def __init__(self) -> None:
+        self.replies: asyncio.Queue[bytes | OSError] = asyncio.Queue(maxsize=RPC_MAX_REPLIES)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.replies.put_nowait(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, OSError):
+            with contextlib.suppress(asyncio.QueueFull):
+                self.replies.put_nowait(exc)
+
+
+async def send_rpc(
+    message: OutgoingMessage, address: str, port: int = RPC_PORT, *, timeout: float
+) -> Delivery:
+    """Deliver as one NetrSendMessage call over connectionless DCE/RPC on UDP, and wait for
+    its response: status 0 is delivered, NERR_NameNotFound is no such alias there, anything
+    else NERR_NetworkError. Sent again every RPC_RETRANSMIT_INTERVAL until `timeout`."""
+    where = f"{address}:{port}/udp"
+    act_id = uuid.uuid4()
+    datagrams = rpc.build_netr_send_message_call(
+        message.sender, message.recipient.name, message.text, act_id=act_id
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        transport, protocol = await loop.create_datagram_endpoint(
+            _RpcReplies, remote_addr=(address, port)
+        )
+    except OSError as exc:
+        raise NetError(lmerr.NERR_NetworkError, f"cannot reach {where}: {exc}") from None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                for datagram in datagrams:
+                    transport.sendto(datagram)
+                reply = await _rpc_reply(protocol, act_id, where)
+                if reply is None:
+                    continue  # nocall, or silence: send the call again
+                return _rpc_outcome(reply, address, port, len(datagrams), where)
+    except TimeoutError:
+        raise NetError(
+            lmerr.NERR_NetworkError, f"{where} did not answer the call within {timeout:g} s"
+        ) from None
+    finally:
+        transport.close()
+
+
+async def _rpc_reply(protocol: _RpcReplies, act_id: uuid.UUID, where: str) -> rpc.CallReply | None:
+    """The server's final word on the call, or None when it is time to send it again."""
+    while True:
+        try:
+            async with asyncio.timeout(RPC_RETRANSMIT_INTERVAL):
+                data = await protocol.replies.get()
+        except TimeoutError:
+            return None
+        if isinstance(data, OSError):
+            raise NetError(lmerr.NERR_NetworkError, f"{where}: {data.strerror or data}")
+        try:
+            reply = rpc.parse_call_reply(data, act_id=act_id, seqnum=0)
+        except WireError as exc:
+            log.debug("ignored a datagram from %s: %s", where, exc)
+            continue
+        if reply.ptype is rpc.PacketType.NOCALL:
+            return None
+        if reply.ptype in (rpc.PacketType.RESPONSE, rpc.PacketType.FAULT, rpc.PacketType.REJECT):
+            return reply
+        # working, fack: the server has the call; its response follows.
+
+
+def _rpc_outcome(
+    reply: rpc.CallReply, address: str, port: int, pieces: int, where: str
+) -> Delivery:
+    status = reply.status
+    if reply.ptype is rpc.PacketType.RESPONSE and status == lmerr.NERR_Success:
+        return Delivery("rpc", address, port, pieces)
+    if reply.ptype is rpc.PacketType.RESPONSE and status == lmerr.NERR_NameNotFound:
+        raise NetError(lmerr.NERR_NameNotFound, f"{where} has no such message alias")
+    if reply.ptype is rpc.PacketType.RESPONSE:
+        said = lmerr.NAMES.get(status or 0, f"status {status}")
+        raise NetError(lmerr.NERR_NetworkError, f"{where} refused the message: {said}")
+    said = rpc.STATUS_NAMES.get(status or 0, f"0x{status or 0:08X}")
+    kind = reply.ptype.name.lower()
+    raise NetError(lmerr.NERR_NetworkError, f"{where} answered the call with a {kind}: {said}")
 
 
 # --- name resolution (RFC 1002 §4.2.12-4.2.14) ------------------------------------------------
@@ -507,6 +521,7 @@ async def send_message(
     port: int = SESSION_SERVICE_PORT,
     datagram_port: int = DATAGRAM_SERVICE_PORT,
     name_port: int = NAME_SERVICE_PORT,
+    rpc_port: int = RPC_PORT,
     broadcast: str | None = None,
     codepage: str = DEFAULT_CODEPAGE,
     line_break: bytes = MESSENGER_LINE_BREAK,
@@ -516,9 +531,10 @@ async def send_message(
 
     The receiver's address is `host` when given, else a broadcast NAME QUERY to `broadcast`
     (default: this host's LAN broadcast) on `name_port`. `via`: `session` (TCP `port`),
-    `mailslot` (UDP `datagram_port`) or `auto`: the session, then the mailslot when no session
-    can be opened. Errors: ERROR_INVALID_PARAMETER for a bad name, text or option;
-    NERR_NameNotFound when the name does not resolve or its session is refused;
+    `mailslot` (UDP `datagram_port`), `rpc` (NetrSendMessage on UDP `rpc_port`) or `auto`: the
+    session, then the mailslot when no session can be opened. Errors: ERROR_INVALID_PARAMETER
+    for a bad name, text or option; NERR_NameNotFound when the name does not resolve, its
+    session is refused or the RPC receiver has no such alias;
     NERR_NetworkError when the network or the receiver fails (a closed port, no reply, an SMB
     error reply); ERROR_NOT_SUPPORTED for another `servername`.
     """
@@ -530,6 +546,7 @@ async def send_message(
         ("port", port),
         ("datagram_port", datagram_port),
         ("name_port", name_port),
+        ("rpc_port", rpc_port),
     ):
         if not 0 < value <= 0xFFFF:
             raise _invalid(f"{label} {value} is not a port number")
@@ -546,6 +563,8 @@ async def send_message(
         log.debug("%s is at %s", message.recipient, address)
     if via == "mailslot":
         return send_mailslot(message, address, datagram_port)
+    if via == "rpc":
+        return await send_rpc(message, address, rpc_port, timeout=timeout)
     try:
         return await send_session(message, address, port, timeout=timeout)
     except _Unreachable as exc:
@@ -569,6 +588,7 @@ def net_message_buffer_send(
     port: int = SESSION_SERVICE_PORT,
     datagram_port: int = DATAGRAM_SERVICE_PORT,
     name_port: int = NAME_SERVICE_PORT,
+    rpc_port: int = RPC_PORT,
     broadcast: str | None = None,
     codepage: str = DEFAULT_CODEPAGE,
     line_break: bytes = MESSENGER_LINE_BREAK,
@@ -595,6 +615,7 @@ def net_message_buffer_send(
             port=port,
             datagram_port=datagram_port,
             name_port=name_port,
+            rpc_port=rpc_port,
             broadcast=broadcast,
             codepage=codepage,
             line_break=line_break,

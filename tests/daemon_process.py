@@ -49,7 +49,7 @@ class DaemonProcess:
                 sys.executable, "-m", "messengerd", "-v", "run", "--json",
                 "--bind", bind, "--broadcast", broadcast,
                 "--name-port", str(ports[0]), "--datagram-port", str(ports[1]),
-                "--session-port", str(ports[2]),
+                "--session-port", str(ports[2]), "--rpc-port", "0",
                 "--data-dir", str(data_dir), *args,
             ]  # fmt: skip
             if netns:

@@ -50,6 +50,7 @@ _CLI_OPTIONS = {
     "name_port": "name_port",
     "datagram_port": "datagram_port",
     "session_port": "session_port",
+    "rpc_port": "rpc_port",
     "aliases": "alias",
     "workgroups": "workgroup",
     "codepage": "codepage",
@@ -100,6 +101,20 @@ def add_daemon_options(parser: argparse.ArgumentParser) -> None:
         type=listen_port,
         metavar="N",
         help="NetBIOS session service TCP port (default 139)",
+    )
+    parser.add_argument(
+        "--rpc-port",
+        type=listen_port,
+        metavar="N",
+        help="UDP port of the RPC path, MS-MSRP NetrSendMessage (default 135; off on Windows, "
+        "where RPCSS holds 135)",
+    )
+    parser.add_argument(
+        "--no-rpc",
+        dest="rpc",
+        action="store_false",
+        default=None,
+        help="no RPC listener",
     )
     parser.add_argument(
         "--alias",
@@ -157,6 +172,11 @@ def daemon_config(args: argparse.Namespace, settings: Settings | None = None) ->
             value = getattr(daemon, name)
         if value is not None:
             values[name] = value
+    # --no-rpc, or `rpc = false` in the file unless --rpc-port asks for it here.
+    if getattr(args, "rpc", None) is False or (
+        getattr(args, "rpc_port", None) is None and daemon.rpc is False
+    ):
+        values["rpc_port"] = None
     if "codepage" in values:
         try:
             values["codepage"] = check_codepage(values["codepage"])

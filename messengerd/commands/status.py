@@ -19,6 +19,8 @@ from messengerd.control.client import ControlClient
 from messengerd.control.protocol import CONTROL_SOCKET, ControlError
 from messengerd.core.lmerr import NetError
 
+SERVICES = (("name", "udp"), ("datagram", "udp"), ("session", "tcp"), ("rpc", "udp"))
+"""The listeners `status` names, in order, with their transport."""
 LABEL_WIDTH = 10
 """Width of the label column of the text output."""
 UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
@@ -76,7 +78,7 @@ def status_lines(status: dict[str, Any]) -> list[tuple[str, str]]:
     ports = status.get("ports") or {}
     listening = ", ".join(
         f"{service} {ports[service]}/{protocol}"
-        for service, protocol in (("name", "udp"), ("datagram", "udp"), ("session", "tcp"))
+        for service, protocol in SERVICES
         if service in ports
     )
     where = f"{status.get('bind', '?')}: {listening}; broadcast {status.get('broadcast', '?')}"

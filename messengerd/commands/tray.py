@@ -9,6 +9,8 @@ on a Python without tkinter, and a machine without a display gets one line, not 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import locale
 import signal
 import sys
 from pathlib import Path
@@ -59,6 +61,12 @@ def add_parser(subparsers: Any) -> None:
         "desktop has no notifications)",
     )
     tray.add_argument(
+        "--iso-dates",
+        action="store_true",
+        help="write dates and times as ISO 8601 (2003-05-14 10:22:17) instead of in the "
+        "desktop's locale format (LC_TIME)",
+    )
+    tray.add_argument(
         "--dnd",
         action="store_true",
         help="start in do-not-disturb: keep messages (unread) without popping them up",
@@ -71,19 +79,29 @@ def cmd_tray(args: argparse.Namespace) -> int:
     """Run the tray until Quit, Ctrl-C or SIGTERM."""
     if not args.standalone:
         _check_attach_options(args)
-    from messengerd.tray.app import load_pystray, open_display
+    from messengerd.tray.app import TrayApp, load_pystray, open_display
 
+    # Dates as the desktop writes them (LC_ALL, LC_TIME, LANG); only the time category, so
+    # nothing else (numbers, encodings) changes for the daemon in this process.
+    with contextlib.suppress(locale.Error):
+        locale.setlocale(locale.LC_TIME, "")
     root = open_display()
+    notifier = None
     try:
         pystray = load_pystray()
+        notifier = TrayApp.notifications(pystray)
         if args.standalone:
-            app = _standalone(args, root, pystray)
+            app = _standalone(args, root, pystray, notifier)
         else:
-            app = _attached(args, root, pystray)
+            app = _attached(args, root, pystray, notifier)
     except BaseException:
+        if notifier is not None:
+            notifier.stop()
         root.destroy()
         raise
     if app is None:
+        if notifier is not None:
+            notifier.stop()
         root.destroy()
         return EXIT_FAILED
     _quit_on_signals(app)
@@ -107,17 +125,28 @@ def _check_attach_options(args: argparse.Namespace) -> None:
         )
 
 
-def _standalone(args: argparse.Namespace, root: Any, pystray: Any) -> Any:
+def _standalone(args: argparse.Namespace, root: Any, pystray: Any, notifier: Any) -> Any:
     from messengerd.background import DaemonThread, LocalAliases
+    from messengerd.config.settings import SettingsError, find_settings
     from messengerd.core.lmerr import NetError
+    from messengerd.core.policy import Policy
     from messengerd.core.store.inbox import Inbox, InboxError
     from messengerd.daemon import Daemon
+    from messengerd.delivery.routing import SINK_TYPES, build_sinks
     from messengerd.tray.app import TrayApp, TraySink
     from messengerd.tray.presenter import Presenter
 
-    config = daemon_config(args)
     try:
-        daemon = Daemon(config, [])
+        settings = find_settings(args.config, sink_types=SINK_TYPES)
+    except SettingsError as exc:
+        for line in exc.lines():
+            print(f"messengerd: {line}", file=sys.stderr)
+        return None
+    config = daemon_config(args, settings)
+    try:
+        # The tray shows every message itself: only the sinks the file names, no console.
+        sinks = build_sinks(settings) if settings.sinks else []
+        daemon = Daemon(config, sinks, policy=Policy(**settings.policy_arguments()))
         store = Inbox(config.data_dir, create=False) if config.store else None
     except NetError as exc:
         raise UsageError(f"bad --alias: {exc}") from None
@@ -130,11 +159,12 @@ def _standalone(args: argparse.Namespace, root: Any, pystray: Any) -> Any:
     presenter = Presenter(
         store=store,
         aliases=LocalAliases(runner),
-        traits=TrayApp.traits(pystray),
+        traits=TrayApp.traits(pystray, notifier),
         popups=args.popup,
         dnd=args.dnd,
+        iso_dates=args.iso_dates,
     )
-    app = TrayApp(root, presenter, pystray)
+    app = TrayApp(root, presenter, pystray, notifier)
     daemon.add_sink(TraySink(app))
     # Read the inbox before the daemon takes messages, so none is both loaded and new.
     app.apply(presenter.load())
@@ -143,7 +173,7 @@ def _standalone(args: argparse.Namespace, root: Any, pystray: Any) -> Any:
     return app
 
 
-def _attached(args: argparse.Namespace, root: Any, pystray: Any) -> Any:
+def _attached(args: argparse.Namespace, root: Any, pystray: Any, notifier: Any) -> Any:
     from messengerd.control.protocol import ControlError
     from messengerd.core.store.inbox import Inbox, InboxError
     from messengerd.tray.app import TrayApp
@@ -161,11 +191,12 @@ def _attached(args: argparse.Namespace, root: Any, pystray: Any) -> Any:
     presenter = Presenter(
         store=store,
         aliases=ControlAliases(data_dir),
-        traits=TrayApp.traits(pystray),
+        traits=TrayApp.traits(pystray, notifier),
         popups=args.popup,
         dnd=args.dnd,
+        iso_dates=args.iso_dates,
     )
-    app = TrayApp(root, presenter, pystray)
+    app = TrayApp(root, presenter, pystray, notifier)
     subscription = Subscription(
         data_dir,
         on_message=lambda message: app.post(lambda: app.receive(message)),

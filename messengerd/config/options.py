@@ -18,6 +18,9 @@ NAME_SERVICE_PORT = 137
 DATAGRAM_SERVICE_PORT = 138
 SESSION_SERVICE_PORT = 139
 """The NetBIOS-over-TCP/IP ports (RFC 1002 §3)."""
+RPC_PORT = 135
+"""The endpoint mapper's UDP port (C706 Appendix O), where messenger spam sent NetrSendMessage
+straight away; XP's own msgsvcsend endpoint was dynamic (PROTOCOL.md §6)."""
 
 DEFAULT_WORKGROUP = "WORKGROUP"
 
@@ -60,6 +63,11 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("messengerd", appauthor=False))
 
 
+def default_rpc_port() -> int | None:
+    """UDP 135 for the RPC path; none on Windows, where RPCSS holds 135 (`doctor` says so)."""
+    return None if sys.platform == "win32" else RPC_PORT
+
+
 def front_end_data_dir(marker: str) -> Path:
     """The data directory a front end acts on when given none: the user's own when it holds
     `marker` (the control socket for names, status and the tray; the inbox for history),
@@ -85,6 +93,8 @@ class DaemonConfig:
     name_port: int = NAME_SERVICE_PORT
     datagram_port: int = DATAGRAM_SERVICE_PORT
     session_port: int = SESSION_SERVICE_PORT
+    rpc_port: int | None = field(default_factory=default_rpc_port)
+    """The UDP port of the RPC path (NetrSendMessage and ept_map); None: no RPC listener."""
     aliases: list[str] = field(default_factory=default_aliases)
     workgroups: list[str] = field(default_factory=lambda: [DEFAULT_WORKGROUP])
     codepage: str = DEFAULT_CODEPAGE

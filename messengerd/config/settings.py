@@ -104,6 +104,8 @@ class DaemonSettings:
     name_port: int | None = None
     datagram_port: int | None = None
     session_port: int | None = None
+    rpc_port: int | None = None
+    rpc: bool | None = None
     aliases: list[str] | None = None
     workgroups: list[str] | None = None
     codepage: str | None = None
@@ -199,6 +201,8 @@ DAEMON_KEYS: dict[str, Check] = {
     "name_port": values.port,
     "datagram_port": values.port,
     "session_port": values.port,
+    "rpc_port": values.port,
+    "rpc": values.boolean,
     "aliases": values.string_list,
     "workgroups": values.string_list,
     "codepage": values.codepage,
@@ -271,8 +275,8 @@ def parse_settings(
         raise SettingsError(path, [Problem("", line, f"not valid TOML: {problem}")]) from None
     except RecursionError:
         # tomllib (and key_lines) recurse once per nested array or inline table.
-        problem = Problem("", 1, "not valid here: arrays or inline tables nested too deeply")
-        raise SettingsError(path, [problem]) from None
+        too_deep = Problem("", 1, "not valid here: arrays or inline tables nested too deeply")
+        raise SettingsError(path, [too_deep]) from None
     reader = _Reader(path, lines, sink_types)
     settings = reader.read(document)
     if reader.problems:

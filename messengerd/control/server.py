@@ -34,6 +34,7 @@ import secrets
 import socket
 import stat
 import struct
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Protocol
@@ -207,6 +208,8 @@ class ControlServer:
 
     async def _start_unix(self) -> None:
         path = self.data_dir / CONTROL_SOCKET
+        if sys.platform == "win32":
+            raise ControlError("Windows has no Unix control sockets here: use control mode tcp")
         await asyncio.to_thread(self._claim_unix, path)
         # The socket is born 0600: no moment in which another user could connect.
         umask = os.umask(0o177)
@@ -229,6 +232,8 @@ class ControlServer:
         self.address = os.fspath(path)
 
     def _claim_unix(self, path: Path) -> None:
+        if sys.platform == "win32":
+            return  # _start_unix refused already
         try:
             mode = path.lstat().st_mode
         except FileNotFoundError:

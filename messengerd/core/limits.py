@@ -30,3 +30,44 @@ MAX_PENDING_DATAGRAMS = 256
 
 MAX_DATAGRAM_BYTES = 8192
 """Largest reassembled datagram (user data) accepted. RFC 1002's own limit is 64 KiB."""
+
+MAX_RPC_REQUEST_BYTES = 8192
+"""Largest NetrSendMessage or ept_map request body (the NDR stub, reassembled) accepted. Three
+strings at MAX_FIELD_BYTES, MAX_FIELD_BYTES and MAX_TEXT_BYTES with their 12-byte headers and
+padding need 4656; Windows sent at most 652 text bytes ([MS-MSRP] §3.2.4.4)."""
+
+MAX_RPC_DATAGRAM_BYTES = 80 + MAX_RPC_REQUEST_BYTES
+"""Largest connectionless RPC datagram read: the 80-byte header (C706 §12.5.1) and a whole
+request body. Anything longer is dropped unread."""
+
+MAX_RPC_FRAGMENTS = 16
+"""Fragments kept per fragmented request. Senders fill fragments to their path size (C706's
+must-receive fragment is 1464 bytes), so MAX_RPC_REQUEST_BYTES needs 6; 16 leaves room for
+senders that cut smaller."""
+
+MAX_RPC_REASSEMBLIES = 64
+"""Fragmented requests reassembled at once (at most 64 x MAX_RPC_REQUEST_BYTES held); the
+oldest is dropped to admit a new one."""
+
+RPC_REASSEMBLY_TIMEOUT = 30.0
+"""Seconds from a request's first fragment to its last. The DCE reference client retransmits
+unacknowledged fragments every 2 to 8 s; 30 s lets a lossy sender retry a few times."""
+
+MAX_RPC_PENDING_CALLS = 256
+"""Calls delivered and waiting for the daemon's answer (stored or refused); a new call beyond
+them is dropped unanswered, and its sender's retransmission comes back later."""
+
+MAX_RPC_REPLY_CACHE = 1024
+"""Answered calls whose reply is kept for retransmitted requests and pings (C706 ch. 10: a
+server holds a reply until the client's ack or next call); the oldest is forgotten first."""
+
+RPC_REPLY_CACHE_TIMEOUT = 60.0
+"""Seconds a reply is kept for retransmissions: the DCE reference server's default
+receive idle time (60 s, dgscall.c), after which a client has given up on the call anyway."""
+
+MAX_EPT_TOWER_BYTES = 512
+"""Largest protocol tower read from an ept_map request (C706 Appendix L). msgsvcsend's
+ncadg_ip_udp tower is 75 bytes."""
+
+MAX_EPT_TOWER_FLOORS = 16
+"""Floors read from a protocol tower; a DCE tower over IP has 5."""

@@ -49,6 +49,7 @@ def read_segments(path: str | Path) -> Iterator[Segment]:
             # Slice the frame's own bytes: rebuilding a dissected layer can differ from them.
             packet = ip.original[: ip.len] if ip.len else ip.original
             body = packet[ip.ihl * 4 :]
+            transport: Literal["udp", "tcp"]
             if ip.proto == UDP_PROTOCOL and len(body) >= UDP_HEADER_LENGTH:
                 transport, payload = "udp", body[UDP_HEADER_LENGTH:]
             elif ip.proto == TCP_PROTOCOL and len(body) >= TCP_MIN_HEADER_LENGTH:

@@ -239,7 +239,7 @@ def _environment(message: Message, file: str) -> dict[str, str]:
     return {**os.environ, **{variable: values[key] for key, variable in ENVIRONMENT.items()}}
 
 
-def _log_output(name: str, stream: str, data: bytes, discarded: int) -> None:
+def _log_output(name: str, stream: str, data: bytes | bytearray, discarded: int) -> None:
     text = data.decode("utf-8", errors="replace").rstrip()
     if not text:
         return

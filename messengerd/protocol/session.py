@@ -206,17 +206,7 @@ class SessionMachine:
         """The next whole frame's type and payload, or None until more bytes arrive."""
         if self.framing is Framing.NCB:
             return (nbss.SESSION_MESSAGE, self._frames.popleft()) if self._frames else None
-        if len(self._buffer) < nbss.NBSS_HEADER_LENGTH:
-            return None
-        packet_type, length = nbss.frame_header(self._buffer)
-        if length > limits.MAX_SESSION_FRAME:
-            raise WireError(f"session packet of {length} bytes exceeds {limits.MAX_SESSION_FRAME}")
-        end = nbss.NBSS_HEADER_LENGTH + length
-        if len(self._buffer) < end:
-            return None
-        payload = bytes(self._buffer[nbss.NBSS_HEADER_LENGTH : end])
-        del self._buffer[:end]
-        return packet_type, payload
+        return nbss.take_frame(self._buffer, limits.MAX_SESSION_FRAME)
 
     def _framed(self, reply: bytes) -> bytes:
         """An SMB reply as this session carries it."""

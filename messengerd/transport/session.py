@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from messengerd.core.limits import MAX_SESSIONS, SESSION_IDLE_TIMEOUT
 from messengerd.core.message import Outcome
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 BACKLOG = 1024
 """Connections the kernel queues before accept(): a burst of senders is not refused."""
 
-Accept = Callable[[MessageReceived, str], Awaitable[Outcome]]
+Accept = Callable[[MessageReceived, str], Coroutine[Any, Any, Outcome]]
 """Store a complete message from `peer`; what became of it (Daemon.accept)."""
 
 

@@ -10,6 +10,7 @@ from typing import Any
 from messengerd.tray.popup import PADDING
 from messengerd.tray.presenter import WINDOW_TITLE, Presenter
 from messengerd.tray.text import visible_text
+from messengerd.tray.windows import app_toplevel, raise_window
 
 ERROR_COLOUR = "#b00000"
 WRAP = 320
@@ -40,7 +41,7 @@ class AliasesWindow:
         self._busy = False
         self._buttons: list[ttk.Button] = []
         self._listed: list[str] = []
-        window = self.window = tk.Toplevel(root)
+        window = self.window = app_toplevel(root, "aliases")
         window.title(f"{WINDOW_TITLE}: Aliases")
         window.protocol("WM_DELETE_WINDOW", self.close)
 
@@ -71,6 +72,7 @@ class AliasesWindow:
         window.bind("<Escape>", lambda _event: self.close())
         entry.focus_set()
         self.refresh()
+        raise_window(window)
 
     def refresh(self, error: str | None = None) -> None:
         """List the aliases again; show `error` (or the listing's own) under them."""
@@ -141,8 +143,7 @@ class AliasesWindow:
 
     def lift(self) -> None:
         """Bring the window to the front (Aliases… chosen again)."""
-        self.window.deiconify()
-        self.window.lift()
+        raise_window(self.window)
 
     def close(self) -> None:
         """Close the window."""

@@ -11,6 +11,7 @@ GUI thread touches the presenter and the windows.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import queue
 import sys
@@ -24,6 +25,7 @@ from messengerd.core.message import Message
 from messengerd.tray.aliases import AliasesWindow
 from messengerd.tray.history import HistoryWindow
 from messengerd.tray.icon import draw_icon
+from messengerd.tray.notify import DesktopNotifications, Notifier, PystrayNotifications
 from messengerd.tray.popup import PopupWindow
 from messengerd.tray.presenter import (
     BackendTraits,
@@ -35,6 +37,7 @@ from messengerd.tray.presenter import (
     ShowPopup,
     UnreadChanged,
 )
+from messengerd.tray.windows import WM_CLASS, menu_position, set_window_icon
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +57,14 @@ MAX_GUI_BACKLOG = 4096
 def open_display() -> tk.Tk:
     """The hidden Tk root every window hangs from; UsageError when there is no display."""
     try:
-        root = tk.Tk(className="Messengerd")
+        root = tk.Tk(className=WM_CLASS)
     except tk.TclError as exc:
         raise UsageError(
             f"cannot open a window ({exc}): `messengerd tray` needs a desktop session; "
             "on a machine without one use `messengerd run`"
         ) from None
     root.withdraw()
+    set_window_icon(root)
     # A failing window callback is logged like everything else, not printed raw by Tk.
     root.report_callback_exception = lambda *exc_info: log.error(
         "tray: a window callback failed", exc_info=exc_info
@@ -86,100 +90,6 @@ def backend_name(pystray: Any) -> str:
     name = pystray.Icon.__module__.rsplit("._", 1)[-1]
     # The dummy backend hands out the abstract base Icon itself.
     return "dummy" if name == "base" else name
-
-
-class _OneLineDockError(logging.Filter):
-    """pystray's xorg backend logs a traceback each time it finds no tray to dock into."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage() == "Failed to dock icon":
-            record.msg = (
-                "no system tray to dock the icon into (start one, e.g. trayer); "
-                "messages still pop up"
-            )
-            record.args = ()
-            record.exc_info = None
-        return True
-
-
-def _listen_for_clicks(icon: Any) -> None:
-    """Make pystray's xorg icon hear clicks (pystray 0.19.5 never asks X for them).
-
-    Its window selects only Exposure and StructureNotify, so the ButtonPress handler it
-    has never runs and a click does nothing (pystray issue #151). Selected here, before
-    its loop starts, the click reaches the default action, which opens the Tk menu.
-    """
-    import Xlib.X
-
-    window = getattr(icon, "_window", None)
-    if window is None:
-        return
-    window.change_attributes(
-        event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask | Xlib.X.ButtonPressMask
-    )
-    icon._display.flush()
-
-
-REDOCK_INTERVAL = 1.0
-"""Seconds between checks that the xorg icon sits in a system tray."""
-
-
-class _Redocker:
-    """Asks the system tray again to take pystray's xorg icon until it has.
-
-    pystray sends its one dock request when the icon is shown: a tray that starts later
-    (the tray app started before the desktop's panel) or that lost the request while it
-    was starting never shows the icon. This thread checks every REDOCK_INTERVAL, on an X
-    connection of its own, whether a tray has taken the icon's window (it is then no
-    longer a child of the root window), and if not sends the tray owner the XEMBED system
-    tray dock request for it again.
-    """
-
-    SYSTEM_TRAY_REQUEST_DOCK = 0
-
-    def __init__(self, window_id: int) -> None:
-        self.window_id = window_id
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="messengerd-tray-dock", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-
-    def _run(self) -> None:
-        import Xlib.display
-        import Xlib.error
-        import Xlib.protocol.event
-        import Xlib.X
-
-        try:
-            display = Xlib.display.Display()
-        except Exception as exc:  # Xlib raises its own errors, not OSError
-            log.warning("tray: cannot watch the icon's docking: %s", exc)
-            return
-        try:
-            selection = display.intern_atom(f"_NET_SYSTEM_TRAY_S{display.get_default_screen()}")
-            opcode = display.intern_atom("_NET_SYSTEM_TRAY_OPCODE")
-            window = display.create_resource_object("window", self.window_id)
-            root = display.screen().root.id
-            while not self._stopping.wait(REDOCK_INTERVAL):
-                if window.query_tree().parent.id != root:
-                    continue  # embedded in a tray (and kept watching: a tray can restart)
-                manager = display.get_selection_owner(selection)
-                if isinstance(manager, int):
-                    continue  # no tray yet (X.NONE comes as a plain 0)
-                request = Xlib.protocol.event.ClientMessage(
-                    window=manager,
-                    client_type=opcode,
-                    data=(32, [0, self.SYSTEM_TRAY_REQUEST_DOCK, self.window_id, 0, 0]),
-                )
-                manager.send_event(request, event_mask=Xlib.X.NoEventMask)
-                display.flush()
-                log.info("tray: asked the system tray again to show the icon")
-        except Xlib.error.XError as exc:
-            log.debug("tray: stopped watching the icon's docking: %s", exc)
-        finally:
-            display.close()
 
 
 class _IconUpdater:
@@ -239,12 +149,19 @@ class TraySink:
 class TrayApp:
     """The icon, its menu, the popups and windows, all over one Presenter."""
 
-    def __init__(self, root: tk.Tk, presenter: Presenter, pystray: Any | None = None) -> None:
+    def __init__(
+        self,
+        root: tk.Tk,
+        presenter: Presenter,
+        pystray: Any | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         self.root = root
         self.presenter = presenter
         self.pystray = pystray
+        self.notifier = notifier
         self.icon: Any = None
-        self._redocker: _Redocker | None = None
+        self._redocker: Any = None
         self.popups: dict[int, PopupWindow] = {}
         self.history: HistoryWindow | None = None
         self.aliases: AliasesWindow | None = None
@@ -256,15 +173,26 @@ class TrayApp:
         self._icon_updates = _IconUpdater()
 
     @staticmethod
-    def traits(pystray: Any | None) -> BackendTraits:
-        """What the chosen pystray backend can do."""
+    def notifications(pystray: Any) -> Notifier | None:
+        """The desktop's notifications, else the pystray backend's own, else None."""
+        notifier = DesktopNotifications.start()
+        if notifier is not None:
+            return notifier
         name = "none" if pystray is None else backend_name(pystray)
-        if name in ("none", "dummy"):
-            return BackendTraits(name)  # no icon, so no notifications: popups it is
+        if name not in ("none", "dummy") and pystray.Icon.HAS_NOTIFICATION:
+            return PystrayNotifications(markup=name in ("gtk", "appindicator"))
+        return None
+
+    @staticmethod
+    def traits(pystray: Any, notifier: Notifier | None = None) -> BackendTraits:
+        """What the chosen pystray backend and notification service can do."""
+        name = "none" if pystray is None else backend_name(pystray)
+        has_menu = name not in ("none", "dummy") and pystray.Icon.HAS_MENU
         return BackendTraits.of(
             name,
-            has_notification=pystray.Icon.HAS_NOTIFICATION,
-            has_menu=pystray.Icon.HAS_MENU,
+            has_notification=notifier is not None,
+            has_menu=has_menu,
+            notification_markup=notifier is not None and notifier.markup,
         )
 
     # -- from any thread -----------------------------------------------------------------
@@ -369,15 +297,34 @@ class TrayApp:
             self.aliases.lift()
 
     def show_menu(self) -> None:
-        """The tray menu as a Tk menu at the pointer, for backends without menus (xorg)."""
+        """The tray menu as a Tk menu beside the icon, for backends without menus (xorg)."""
         if self._shown_menu is not None:
             self._shown_menu.destroy()
         menu = self._shown_menu = self._tk_menu(self.root, self._menu)
-        x, y = self.root.winfo_pointerxy()
+        anchor = getattr(self.icon, "clicked_at", None)
+        if anchor is None:
+            x, y = self.root.winfo_pointerxy()
+            anchor = (x, y, 1, 1)
+        menu.update_idletasks()
+        last = menu.index("end")
+        cascades = [menu.nametowidget(menu.entrycget(index, "menu"))
+                    for index in range(0 if last is None else last + 1)
+                    if menu.type(index) == "cascade"]  # fmt: skip
+        for cascade in cascades:
+            cascade.update_idletasks()
+        x, y = menu_position(
+            anchor,
+            (menu.winfo_reqwidth(), menu.winfo_reqheight()),
+            max((cascade.winfo_reqwidth() for cascade in cascades), default=0),
+            (self.root.winfo_screenwidth(), self.root.winfo_screenheight()),
+        )
         try:
             menu.tk_popup(x, y)
         finally:
-            menu.grab_release()
+            # On Windows tk_popup returns once the menu is gone and may leave its grab; on
+            # X11 it returns at once, and the grab is what closes the menu on a click beside.
+            if self.root.tk.call("tk", "windowingsystem") != "x11":
+                menu.grab_release()
 
     def quit(self) -> None:
         """Leave the main loop; run() then stops the icon and the daemon."""
@@ -415,10 +362,13 @@ class TrayApp:
             self.history.refresh()
         if self.icon is None:
             return
-        icon, image, title = self.icon, draw_icon(self.presenter.unread), self.presenter.tooltip()
+        unread = self.presenter.unread
+        icon, image, title = self.icon, draw_icon(unread), self.presenter.tooltip()
         has_menu = self.presenter.traits.has_menu
 
         def update() -> None:
+            if hasattr(icon, "draw"):  # the xorg icon draws itself for its window's size
+                icon.draw = lambda size: draw_icon(unread, size)
             icon.icon = image
             icon.title = title
             if has_menu:
@@ -427,33 +377,47 @@ class TrayApp:
         self._icon_updates.submit(update)
 
     def _notify(self, effect: Notify) -> None:
-        if self.icon is None:
+        if self.notifier is None:
             return
-        try:
-            self.icon.notify(effect.body, effect.title)
-        except Exception as exc:
-            log.warning("tray: notification not shown: %s", exc)
+        key = effect.key
+        self.notifier.notify(
+            effect.title,
+            effect.body,
+            on_clicked=lambda: self.post(lambda: self.apply(self.presenter.open(key))),
+            on_failed=lambda: self.post(
+                lambda: self.apply(self.presenter.notification_failed(key))
+            ),
+        )
 
     # -- the pystray icon ----------------------------------------------------------------
 
     def _start_icon(self) -> None:
-        pystray = self.pystray
+        pystray: Any = self.pystray
         if self.presenter.traits.name == "dummy":
             log.info("tray: no icon (PYSTRAY_BACKEND=dummy); messages still pop up")
             return
-        logging.getLogger("pystray._base").addFilter(_OneLineDockError())
-        self.icon = pystray.Icon(
+        options: dict[str, Any] = {}
+        icon_class = pystray.Icon
+        if self.presenter.traits.name == "xorg":
+            from messengerd.tray.xorg import OneLineDockError, xorg_icon_class
+
+            logging.getLogger("pystray._base").addFilter(OneLineDockError())
+            icon_class = xorg_icon_class(pystray.Icon)
+            unread = self.presenter.unread
+            options["draw"] = lambda size: draw_icon(unread, size)
+        self.icon = icon_class(
             ICON_NAME,
             icon=draw_icon(self.presenter.unread),
             title=self.presenter.tooltip(),
             menu=self._pystray_menu(),
+            **options,
         )
-
+        if isinstance(self.notifier, PystrayNotifications):
+            self.notifier.icon = self.icon
         if self.presenter.traits.name == "xorg":
-            _listen_for_clicks(self.icon)
-            window = getattr(self.icon, "_window", None)
-            if window is not None:
-                self._redocker = _Redocker(window.id)
+            from messengerd.tray.xorg import Redocker
+
+            self._redocker = Redocker(self.icon)
 
         def setup(icon: Any) -> None:
             icon.visible = True
@@ -468,7 +432,7 @@ class TrayApp:
         log.info("tray: icon shown with pystray's %s backend", self.presenter.traits.name)
 
     def _pystray_menu(self) -> Any:
-        pystray = self.pystray
+        pystray: Any = self.pystray
         if not self.presenter.traits.has_menu:
             # No menu here (xorg): a click is the default action, which opens a Tk menu.
             return pystray.Menu(
@@ -516,18 +480,20 @@ class TrayApp:
                 menu.add_checkbutton(
                     label=entry.label,
                     variable=variable,
-                    command=lambda a=entry.action: self.do(a),
+                    command=functools.partial(self.do, entry.action),
                 )
             else:
                 menu.add_command(
                     label=entry.label,
-                    command=lambda a=entry.action: self.do(a),
+                    command=functools.partial(self.do, entry.action),
                     state="normal" if entry.enabled else "disabled",
                 )
         return menu
 
     def _shutdown(self) -> None:
         self._icon_updates.stop()
+        if self.notifier is not None:
+            self.notifier.stop()
         if self._redocker is not None:
             self._redocker.stop()
         if self.icon is not None:

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import tkinter as tk
 from collections.abc import Callable
+from datetime import UTC, datetime
 from tkinter import font as tkfont
 from tkinter import ttk
 
+from messengerd.core.message import Message
 from messengerd.tray.popup import PADDING, read_only_text, show_text
 from messengerd.tray.presenter import WINDOW_TITLE, Entry, Presenter
-from messengerd.tray.text import first_line, visible_text, when_text
+from messengerd.tray.text import first_line, visible_text
+from messengerd.tray.windows import app_toplevel, raise_window
 
 SEARCH_DELAY_MS = 250
 """Milliseconds after the last key in the search box before the list is searched again."""
+
+SAMPLE_TIME = Message("", "", "", "session", "", datetime(2000, 12, 28, 22, 58, 58, tzinfo=UTC))
+"""A message whose date and time are about as wide as any, to size the Time column."""
 
 COLUMNS = (("time", "Time", 0), ("from", "From", 12), ("to", "To", 12), ("text", "Text", 36))
 """The list's columns: key, heading, width in characters (0: as wide as a time)."""
@@ -33,7 +39,7 @@ class HistoryWindow:
         self._on_close = on_close
         self._entries: dict[str, Entry] = {}
         self._search_job: str | None = None
-        window = self.window = tk.Toplevel(root)
+        window = self.window = app_toplevel(root, "history")
         window.title(f"{WINDOW_TITLE}: History")
         window.protocol("WM_DELETE_WINDOW", self.close)
 
@@ -56,7 +62,7 @@ class HistoryWindow:
         bold = tkfont.nametofont("TkDefaultFont").copy()
         bold.configure(weight="bold")
         # Measured in the bold (unread) font, so that no row's time is cut.
-        time_width = bold.measure("2000-00-00 00:00:00") + PADDING
+        time_width = bold.measure(presenter.when(SAMPLE_TIME)) + PADDING
         for key, heading, chars in COLUMNS:
             width = bold.measure("M" * chars) * 3 // 4 if chars else time_width
             self.tree.heading(key, text=heading, anchor="w")
@@ -91,6 +97,7 @@ class HistoryWindow:
         window.bind("<Escape>", lambda _event: self.close())
         entry.focus_set()
         self.refresh()
+        raise_window(window)
 
     def refresh(self) -> None:
         """List the messages matching the search box again, keeping the selection."""
@@ -106,7 +113,7 @@ class HistoryWindow:
                 "end",
                 iid=iid,
                 values=(
-                    when_text(message),
+                    self.presenter.when(message),
                     visible_text(message.sender),
                     visible_text(message.recipient),
                     first_line(message.text),
@@ -146,8 +153,7 @@ class HistoryWindow:
 
     def lift(self) -> None:
         """Bring the window to the front (History… chosen again)."""
-        self.window.deiconify()
-        self.window.lift()
+        raise_window(self.window)
 
     def close(self) -> None:
         """Close the window."""

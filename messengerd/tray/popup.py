@@ -6,9 +6,11 @@ import tkinter as tk
 from collections.abc import Callable
 from tkinter import font as tkfont
 from tkinter import ttk
+from typing import Any
 
 from messengerd.tray.presenter import Popup
 from messengerd.tray.text import POPUP_MAX_ROWS, POPUP_TEXT_COLUMNS, popup_rows
+from messengerd.tray.windows import app_toplevel
 
 PADDING = 12
 """Pixels between the window's edge and its contents, as a Windows dialog has."""
@@ -25,7 +27,7 @@ def select_all(text: tk.Text) -> str:
     return "break"
 
 
-def read_only_text(parent: tk.Misc, **options: object) -> tk.Text:
+def read_only_text(parent: tk.Misc, **options: Any) -> tk.Text:
     """A Text that shows, selects and copies but cannot be typed into."""
     text = tk.Text(parent, wrap="word", undo=False, **options)
     text.bind("<Control-a>", lambda _event: select_all(text))
@@ -50,7 +52,7 @@ class PopupWindow:
         self.popup = popup
         self._on_close = on_close
         self._closed = False
-        window = self.window = tk.Toplevel(root)
+        window = self.window = app_toplevel(root, "popup")
         window.withdraw()
         window.title(popup.title)
         window.resizable(False, False)

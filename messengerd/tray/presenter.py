@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -52,11 +52,11 @@ TOOLTIP_CHARS = 127
 """Longest icon tooltip: NOTIFYICONDATAW's szTip[128] less its NUL (shellapi.h)."""
 
 
-def header(message: Message) -> str:
+def header(message: Message, iso_dates: bool = False) -> str:
     """The popup's first line, in the words of Windows' Messenger service."""
     return (
         f"Message from {visible_text(message.sender)} to {visible_text(message.recipient)} "
-        f"on {when_text(message)}"
+        f"on {when_text(message, iso_dates)}"
     )
 
 
@@ -73,13 +73,26 @@ class BackendTraits:
     """Win32 menus take `&` as the mark of a keyboard shortcut."""
 
     @classmethod
-    def of(cls, name: str, *, has_notification: bool, has_menu: bool) -> BackendTraits:
-        """The traits of pystray backend `name` (win32, gtk, appindicator, darwin, xorg)."""
+    def of(
+        cls,
+        name: str,
+        *,
+        has_notification: bool,
+        has_menu: bool,
+        notification_markup: bool | None = None,
+    ) -> BackendTraits:
+        """The traits of pystray backend `name` (win32, gtk, appindicator, darwin, xorg).
+
+        `notification_markup`: whether the notification service reads markup; None for
+        pystray's own notifications (gtk and appindicator hand them to libnotify, which does).
+        """
+        if notification_markup is None:
+            notification_markup = name in ("gtk", "appindicator")
         return cls(
             name,
             has_notification=has_notification,
             has_menu=has_menu,
-            notification_markup=name in ("gtk", "appindicator"),
+            notification_markup=notification_markup,
             menu_mnemonics=name == "win32",
         )
 
@@ -87,11 +100,19 @@ class BackendTraits:
 class MessageStore(Protocol):
     """The part of messengerd.core.store.inbox.Inbox the tray uses (reads and the read flag)."""
 
-    def query(self, **filters: object) -> list[Message]: ...
+    def query(
+        self,
+        *,
+        sender: str | None = None,
+        recipient: str | None = None,
+        grep: str | None = None,
+        limit: int | None = None,
+        after_id: int | None = None,
+    ) -> Sequence[Message]: ...
 
     def get(self, id: int) -> Message | None: ...
 
-    def count(self, **filters: object) -> int: ...
+    def count(self, *, unread_only: bool = False) -> int: ...
 
     def latest_id(self) -> int: ...
 
@@ -159,10 +180,11 @@ class RaisePopup:
 
 @dataclass(frozen=True)
 class Notify:
-    """Show a desktop notification."""
+    """Show a desktop notification; clicked, it opens message `key` (Presenter.open)."""
 
     title: str
     body: str
+    key: int
 
 
 @dataclass(frozen=True)
@@ -201,6 +223,8 @@ class Presenter:
     """Show the classic popup window; None: only where there are no notifications."""
     dnd: bool = False
     """Do not disturb: keep messages (unread) but pop nothing up."""
+    iso_dates: bool = False
+    """Dates and times as ISO 8601 instead of in the desktop's locale format."""
 
     def __post_init__(self) -> None:
         if self.popups is None:
@@ -246,7 +270,7 @@ class Presenter:
         if self.dnd:
             return effects
         if self.traits.has_notification:
-            effects.append(self._notification(message))
+            effects.append(self._notification(entry))
         if self.popups:
             if len(self._open) < MAX_OPEN_POPUPS:
                 effects.append(ShowPopup(self._new_popup(entry)))
@@ -265,6 +289,16 @@ class Presenter:
         self._waiting = deque(waiting for waiting in self._waiting if waiting.key != key)
         # Asked for by hand, so shown even past MAX_OPEN_POPUPS: one click, one window.
         return [ShowPopup(self._new_popup(entry))]
+
+    def notification_failed(self, key: int) -> list[Effect]:
+        """A notification could not be shown: the message pops up instead, unless it did."""
+        if self.popups or self.dnd:
+            return []
+        return self.open(key)
+
+    def when(self, message: Message) -> str:
+        """When `message` arrived, as the tray writes dates (locale's or ISO)."""
+        return when_text(message, self.iso_dates)
 
     def popup_closed(self, popup_id: int) -> list[Effect]:
         """OK was pressed (or the window closed): the message is read; the next one pops."""
@@ -321,12 +355,17 @@ class Presenter:
         search = search.strip()
         if self.store is not None:
             found: dict[int, Entry] = {}
+            store, limit = self.store, HISTORY_LIMIT
             if search:
-                queries = [{"grep": search}, {"sender": search}, {"recipient": search}]
+                results = [
+                    store.query(grep=search, limit=limit),
+                    store.query(sender=search, limit=limit),
+                    store.query(recipient=search, limit=limit),
+                ]
             else:
-                queries = [{}]
-            for filters in queries:
-                for message in self.store.query(**filters, limit=HISTORY_LIMIT):
+                results = [store.query(limit=limit)]
+            for messages in results:
+                for message in messages:
                     entry = self._entry(message)
                     found[entry.key] = entry
             rows = sorted(found.values(), key=lambda entry: entry.key, reverse=True)
@@ -436,7 +475,7 @@ class Presenter:
             slot=slot,
             key=entry.key,
             title=WINDOW_TITLE,
-            header=header(message),
+            header=header(message, self.iso_dates),
             text=visible_text(message.text),
         )
         self._next_popup += 1
@@ -451,7 +490,8 @@ class Presenter:
             effects.append(ShowPopup(self._new_popup(self._waiting.popleft())))
         return effects
 
-    def _notification(self, message: Message) -> Notify:
+    def _notification(self, entry: Entry) -> Notify:
+        message = entry.message
         title = shorten(
             f"Message from {visible_text(message.sender)} to {visible_text(message.recipient)}",
             NOTIFY_TITLE_CHARS,
@@ -466,8 +506,8 @@ class Presenter:
                 if amp != -1 and ";" not in cut[amp:]:
                     cut = cut[:amp]
                 body = cut + ELLIPSIS
-            return Notify(title, body)
-        return Notify(title, shorten(body, NOTIFY_BODY_CHARS))
+            return Notify(title, body, entry.key)
+        return Notify(title, shorten(body, NOTIFY_BODY_CHARS), entry.key)
 
     def _set_read(self, keys: list[int], read: bool = True) -> None:
         for key in keys:

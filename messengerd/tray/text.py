@@ -110,6 +110,17 @@ def popup_rows(
 _WORDS = re.compile(r"\S+\s*|\s+")
 
 
-def when_text(message: Message) -> str:
-    """The local date and time a message arrived, as `run` and `history` print it."""
-    return message.received_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+LOCALE_FORMAT = "%x %X"
+"""The date and time in the desktop's format (LC_TIME), as Windows' popup wrote them."""
+
+ISO_FORMAT = "%Y-%m-%d %H:%M:%S"
+"""ISO 8601's date and time, as `run` and `history` print them (`tray --iso-dates`)."""
+
+
+def when_text(message: Message, iso: bool = False) -> str:
+    """The local date and time a message arrived, in the locale's format or ISO's.
+
+    The locale's is what the process' LC_TIME category says: `messengerd tray` sets it
+    from the environment (LC_ALL, LC_TIME, LANG) at start.
+    """
+    return message.received_at.astimezone().strftime(ISO_FORMAT if iso else LOCALE_FORMAT)

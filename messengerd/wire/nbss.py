@@ -65,7 +65,7 @@ _RETARGET = struct.Struct("!4sH")
 """RETARGET_IP_ADDRESS and PORT (RFC 1002 §4.3.5)."""
 
 
-def frame_header(header: bytes) -> tuple[int, int]:
+def frame_header(header: bytes | bytearray) -> tuple[int, int]:
     """TYPE and the 17-bit LENGTH from the first 4 bytes of a frame (RFC 1002 §4.3.1).
 
     Raises WireError for bytes that cannot start a session packet: an unknown TYPE or
@@ -79,6 +79,26 @@ def frame_header(header: bytes) -> tuple[int, int]:
     if flags & RESERVED_FLAGS:
         raise WireError(f"session packet flags 0x{flags:02X} set reserved bits")
     return packet_type, ((flags & LENGTH_EXTENSION) << 16) | length
+
+
+def take_frame(buffer: bytearray, max_length: int) -> tuple[int, bytes] | None:
+    """The first whole session packet in `buffer` as (TYPE, payload), removed from it; None
+    until all its bytes are there (RFC 1002 §4.3.1).
+
+    Raises WireError for bytes that cannot start a session packet, or a LENGTH over
+    `max_length` (a bound of the reader's, so that no one makes it buffer 128 KiB).
+    """
+    if len(buffer) < NBSS_HEADER_LENGTH:
+        return None
+    packet_type, length = frame_header(buffer)
+    if length > max_length:
+        raise WireError(f"session packet of {length} bytes exceeds {max_length}")
+    end = NBSS_HEADER_LENGTH + length
+    if len(buffer) < end:
+        return None
+    payload = bytes(buffer[NBSS_HEADER_LENGTH:end])
+    del buffer[:end]
+    return packet_type, payload
 
 
 def parse_session_request(frame: bytes) -> tuple[NetBIOSName, NetBIOSName]:

@@ -50,12 +50,13 @@ def test_status_shows_aliases_ports_counts_and_store(daemon):
     result = status(daemon.data_dir)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
+    rpc_port = json.loads(status(daemon.data_dir, "--json").stdout)["ports"]["rpc"]
     assert re.fullmatch(r"messengerd \S+ \(pid \d+\), up [ \w]+ since [-0-9]+ [0-9:]+", lines[0])
     ports = daemon.ports
     assert lines[1:] == [
         f"data dir    {daemon.data_dir}",
         f"listening   127.0.0.1: name {ports['name']}/udp, datagram {ports['datagram']}/udp, "
-        f"session {ports['session']}/tcp; broadcast 127.255.255.255",
+        f"session {ports['session']}/tcp, rpc {rpc_port}/udp; broadcast 127.255.255.255",
         "aliases     BOB",
         "received    1 message",
         "refused     2 messages: denied sender 2",
@@ -74,7 +75,7 @@ def test_status_json_is_the_daemons_reply(daemon):
     reply = json.loads(result.stdout)
     assert "ok" not in reply
     assert reply["aliases"] == ["BOB"]
-    assert reply["ports"] == daemon.ports
+    assert reply["ports"] == {**daemon.ports, "rpc": reply["ports"]["rpc"]}
     assert reply["messages_received"] == 1
     assert reply["messages_allowed"] == 1
     assert reply["refused"] == {"denied sender": 2}  # refusals only: no "allowed" among them

@@ -24,13 +24,9 @@ from messengerd.control.protocol import CONTROL_SOCKET, MAX_REPLY_BYTES, MAX_REQ
 from messengerd.core.lmerr import NetError
 from messengerd.daemon import Daemon
 from messengerd.sender import (
-    end_request,
     prepare_message,
     resolve_name,
     send_message,
-    single_block_request,
-    start_request,
-    text_requests,
 )
 from messengerd.wire import nbss, smb
 from messengerd.wire.errors import WireError
@@ -84,7 +80,7 @@ ERRORS = ErrorLog()
 def control(tmp_path_factory):
     """The control socket of one real daemon, on its own loop in a thread, for the module."""
     data_dir = Path(tmp_path_factory.mktemp("control-fuzz")) / "data"
-    ports = {"name_port": 0, "datagram_port": 0, "session_port": 0}
+    ports = {"name_port": 0, "datagram_port": 0, "session_port": 0, "rpc_port": 0}
     config = DaemonConfig(
         bind="127.0.0.1", broadcast="127.255.255.255", **ports, aliases=["RECVR"],
         data_dir=data_dir, store=False, register=False, control="unix",
@@ -261,8 +257,14 @@ CLOSE = None
 SHORT, LONG = "hello", "x" * 300
 """A text for one D0 (D5/D7/D6 when the D0 is refused), and one for D5, three D7, D6."""
 OUTGOING = prepare_message("RECVR", SHORT)
-D0, D5, D6 = single_block_request(OUTGOING), start_request(OUTGOING), end_request(7)
-D7 = text_requests(OUTGOING, 7)[0]
+D0 = nbss.session_message(
+    smb.build_send_message_request(OUTGOING.sender, OUTGOING.recipient.name, OUTGOING.text)
+)
+D5 = nbss.session_message(
+    smb.build_send_start_mb_message_request(OUTGOING.sender, OUTGOING.recipient.name)
+)
+D7 = nbss.session_message(smb.build_send_text_mb_message_request(7, OUTGOING.text))
+D6 = nbss.session_message(smb.build_send_end_mb_message_request(7))
 
 
 def answer(request: bytes, error: smb.SMBError | None = None) -> bytes:

@@ -10,23 +10,17 @@ import pytest
 
 from messengerd.core import lmerr
 from messengerd.core.lmerr import NetError
-from messengerd.decode.capture import read_segments
 from messengerd.sender import (
     CRLF,
     MAX_MAILSLOT_TEXT_BYTES,
     MAX_SESSION_TEXT_BYTES,
     computer_name,
-    end_request,
     net_message_buffer_send,
     prepare_message,
     resolve_name,
     send_mailslot,
     send_message,
-    single_block_request,
-    start_request,
-    text_requests,
 )
-from messengerd.wire import smb
 from messengerd.wire.datagram import (
     MESSENGER_DATAGRAM_BYTES,
     MESSENGER_MAILSLOT,
@@ -35,24 +29,8 @@ from messengerd.wire.datagram import (
     parse_mailslot_write,
     parse_messenger_payload,
 )
-from messengerd.wire.layers import nbss as nbss_layers
-from messengerd.wire.layers import smb as smb_layers
 from messengerd.wire.names import NetBIOSName
 from messengerd.wire.nbns import build_negative_name_query_response, parse_nbns
-
-PROTOCOL_MD_D0 = (
-    bytes.fromhex("00000034")
-    + b"\xffSMB\xd0"
-    + bytes(27)
-    + b"\x00"
-    + b"\x11\x00"
-    + b"\x04ALICE\x00"
-    + b"\x04BOB\x00"
-    + b"\x01\x02\x00Hi"
-)
-"""The D0 example of PROTOCOL.md §4: ALICE to BOB, "Hi"."""
-
-SAMBA = "samba-smbclient-nmbd-netns.pcap"
 
 
 def invalid(call) -> NetError:
@@ -61,37 +39,6 @@ def invalid(call) -> NetError:
         call()
     assert caught.value.code == lmerr.ERROR_INVALID_PARAMETER, caught.value
     return caught.value
-
-
-def body_of(frame: bytes) -> bytes:
-    """What follows the 4-byte NBSS header and the 32-byte SMB header."""
-    return frame[4 + smb.SMB_HEADER_LENGTH :]
-
-
-def test_d0_from_alice_to_bob_is_the_protocol_md_example():
-    message = prepare_message("bob", "Hi", fromname="ALICE")
-    assert single_block_request(message) == PROTOCOL_MD_D0
-
-
-def test_d5_d7_d6_bodies_are_those_smbclient_sent_to_smbd(capture):
-    segments = {s.frame: s.payload for s in read_segments(capture(SAMBA))}
-    message = prepare_message(
-        "RECVR", "netns test line1\nline2\n", fromname="alice", line_break=CRLF
-    )
-    assert body_of(start_request(message)) == body_of(segments[102])
-    (block,) = text_requests(message, message_group_id=0)
-    assert body_of(block) == body_of(segments[104])
-    assert body_of(end_request(0)) == body_of(segments[106])
-
-
-def test_long_text_is_cut_into_128_byte_d7_blocks_of_one_group():
-    text = bytes(range(33, 127)) * 4
-    message = prepare_message("BOB", text, fromname="ALICE")
-    frames = [nbss_layers.parse_frame(frame) for frame in text_requests(message, 7)]
-    bodies = [frame[smb_layers.SMBSendTextMBMessageRequest] for frame in frames]
-    assert [len(body.Data) for body in bodies] == [128, 128, 120]
-    assert b"".join(body.Data for body in bodies) == text
-    assert {body.MessageGroupId for body in bodies} == {7}
 
 
 def test_line_breaks_go_out_as_0x14_by_default_and_crlf_on_request():
@@ -139,7 +86,7 @@ def test_over_long_text_is_error_invalid_parameter_per_path():
         {"text": "Ω is not in cp850"},
         {"fromname": ""},
         {"fromname": "x" * 257},
-        {"via": "rpc"},
+        {"via": "carrier pigeon"},
         {"codepage": "cp99999"},
     ],
     ids=["NUL in text", "text not in cp850", "empty from", "long from", "via", "codepage"],

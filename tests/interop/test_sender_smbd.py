@@ -77,7 +77,10 @@ def listening_addresses(pid: int) -> set[str]:
     """The local addresses of the TCP sockets process `pid` listens on (/proc/net/tcp)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
-        target = os.readlink(fd)
+        try:
+            target = os.readlink(fd)
+        except FileNotFoundError:
+            continue  # closed while we looked
         if target.startswith("socket:["):
             inodes.add(target[8:-1])
     found = set()

@@ -11,7 +11,7 @@ builds the same bytes with messengerd.wire.datagram.
 from __future__ import annotations
 
 import struct
-from typing import Any, ClassVar
+from typing import Any
 
 from scapy.fields import ByteEnumField, Field, FlagsField, IPField, ShortField
 from scapy.layers.smb import SMB_Header
@@ -52,7 +52,8 @@ class NetBIOSScopedNameField(Field[NetBIOSName, bytes]):
         return len(x.encode())
 
     def addfield(self, pkt: Packet | None, s: bytes, val: NetBIOSName | None) -> bytes:
-        return s + (val if val is not None else self.default).encode()
+        name = val if val is not None else self.default
+        return s if name is None else s + name.encode()
 
     def getfield(self, pkt: Packet | None, s: bytes) -> tuple[bytes, NetBIOSName]:
         name, end = decode_first_level(s)
@@ -84,7 +85,7 @@ class NBTDirectDatagram(Packet):
     """
 
     name = "NBT Direct Datagram"
-    fields_desc: ClassVar[list[Field[Any, Any]]] = [
+    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
         *_header_fields(DIRECT_UNIQUE),
         ShortField("DgmLength", None),
         ShortField("PacketOffset", 0),
@@ -117,7 +118,7 @@ class NBTDatagramError(Packet):
     """Error datagram: no length, offset or names, one ERROR_CODE byte (RFC 1002 §4.4.3)."""
 
     name = "NBT Datagram Error"
-    fields_desc: ClassVar[list[Field[Any, Any]]] = [
+    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
         *_header_fields(DATAGRAM_ERROR),
         ByteEnumField("ErrorCode", DESTINATION_NAME_NOT_PRESENT, ERROR_CODES),
     ]
@@ -127,7 +128,7 @@ class NBTDatagramQuery(Packet):
     """Datagram query request or its positive/negative response: a name only (RFC 1002 §4.4.4-5)."""
 
     name = "NBT Datagram Query"
-    fields_desc: ClassVar[list[Field[Any, Any]]] = [
+    fields_desc = [  # noqa: RUF012 - scapy's declarative field list
         *_header_fields(DATAGRAM_QUERY_REQUEST),
         NetBIOSScopedNameField("DestinationName", NetBIOSName(b"")),
     ]

@@ -104,7 +104,8 @@ class EncodedNameField(Field[NetBIOSName, bytes]):
         raise WireError(f"{self.name} takes a NetBIOSName, not {x!r}")
 
     def i2m(self, pkt: Packet | None, x: NetBIOSName | None) -> bytes:
-        return (x if x is not None else self.default).encode()
+        name = x if x is not None else self.default
+        return b"" if name is None else name.encode()
 
     def i2len(self, pkt: Packet, x: NetBIOSName) -> int:
         return len(self.i2m(pkt, x))
@@ -128,12 +129,12 @@ class RRNameField(EncodedNameField):
             return x
         return super().any2i(pkt, x)
 
-    def i2m(self, pkt: Packet | None, x: NetBIOSName | int | None) -> bytes:  # type: ignore[override]
+    def i2m(self, pkt: Packet | None, x: NetBIOSName | int | None) -> bytes:
         if x is None:
             x = self.default
         if isinstance(x, int):
             return struct.pack("!H", x)
-        return x.encode()
+        return b"" if x is None else x.encode()
 
     def getfield(self, pkt: Packet, s: bytes) -> tuple[bytes, NetBIOSName | int]:  # type: ignore[override]
         if s[:1] and s[0] & LABEL_POINTER == LABEL_POINTER:
@@ -142,7 +143,7 @@ class RRNameField(EncodedNameField):
             return s[2:], struct.unpack("!H", s[:2])[0]
         return super().getfield(pkt, s)
 
-    def i2repr(self, pkt: Packet | None, x: NetBIOSName | int) -> str:  # type: ignore[override]
+    def i2repr(self, pkt: Packet | None, x: NetBIOSName | int) -> str:
         if isinstance(x, int):
             return f"pointer to offset {x & ~(LABEL_POINTER << 8)}"
         return str(x)

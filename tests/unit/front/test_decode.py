@@ -12,7 +12,7 @@ from messengerd.commands import decode as decode_command
 from messengerd.commands.exits import EXIT_OK, UsageError
 from messengerd.decode import CAPTURE_COPY_WINDOW, decode_capture, decode_segments
 from messengerd.decode.capture import Segment
-from messengerd.sender import prepare_message, single_block_request, start_request
+from messengerd.sender import prepare_message
 from messengerd.wire import nbss, smb
 from messengerd.wire.datagram import build_mailslot_datagrams, fragment_datagram
 from messengerd.wire.names import NetBIOSName
@@ -102,7 +102,9 @@ def test_receiver_assigned_group_ids_are_followed(capture):
 
 def test_d0_answered_with_an_error_shows_the_refusal():
     message = prepare_message("BOB", "disk full", fromname="ALICE")
-    d0 = single_block_request(message)
+    d0 = nbss.session_message(
+        smb.build_send_message_request(message.sender, message.recipient.name, message.text)
+    )
     segments = [
         from_caller(1, nbss.session_request(BOB, NetBIOSName(b"ALICE", 0x00)), 1.0),
         from_receiver(2, nbss.positive_response(), 1.1),
@@ -138,7 +140,7 @@ def test_negative_session_response_is_a_refused_session():
 
 
 def test_d5_answered_with_an_error_is_an_smb_error():
-    d5 = start_request(prepare_message("BOB", "x" * 200, fromname="ALICE"))
+    d5 = nbss.session_message(smb.build_send_start_mb_message_request(b"ALICE", b"BOB"))
     segments = [
         from_caller(1, d5, 1.0),
         from_receiver(2, reply_to(d5, smb.ERROR_MESSAGING_OFF), 1.1),
@@ -185,6 +187,34 @@ def test_fragmented_datagram_is_one_message_over_its_frames():
     (event,) = events
     assert event.details["text"] == "Battery at 10 %"
     assert event.frame_range() == f"20-{19 + len(fragments)}"
+
+
+def test_rpc_calls_to_135_are_messages_once_however_often_they_are_sent():
+    from uuid import UUID
+
+    from messengerd.wire import rpc
+    from tests.unit.wire.test_rpc_wire import HAND_BUILT_REQUEST
+
+    spam = ("198.51.100.66", 1028)
+    receiver = ("192.0.2.1", 135)
+    fragments = rpc.build_netr_send_message_call(
+        b"SPAMMER", b"*", b"long " * 400, act_id=UUID(int=7), max_fragment_body=900
+    )
+    segments = [
+        Segment(1, "udp", *spam, *receiver, HAND_BUILT_REQUEST, 1.0),
+        Segment(2, "udp", *spam, *receiver, HAND_BUILT_REQUEST, 2.0),  # a retransmission
+        *(
+            Segment(3 + n, "udp", *spam, *receiver, fragment, 3.0)
+            for n, fragment in enumerate(fragments)
+        ),
+    ]
+    events = list(decode_segments(segments))
+    assert [(event.kind, event.details["from"], event.details["to"]) for event in events] == [
+        ("rpc", "ALICE", "BOB"),
+        ("rpc", "SPAMMER", "*"),
+    ]
+    assert events[0].line() == 'frame 1  rpc  ALICE -> BOB  "Hello, world"'
+    assert events[1].details["text"] == "long " * 400
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import locale
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from messengerd.core.message import Message
 from messengerd.core.store.inbox import Inbox, StoredMessage
 from messengerd.daemon import Daemon
 from messengerd.tray.attach import ControlAliases, message_from_json
-from messengerd.tray.icon import ICON_SIZE, badge_text, draw_icon
+from messengerd.tray.icon import badge_box, badge_text, draw_icon, read_badge
 from messengerd.tray.presenter import (
     MAX_OPEN_POPUPS,
     NOTIFY_BODY_CHARS,
@@ -33,6 +34,8 @@ from messengerd.tray.presenter import (
     alias_error_words,
 )
 from messengerd.tray.text import POPUP_MAX_ROWS, first_line, popup_rows, visible_text
+from messengerd.tray.windows import menu_position
+from tests.conftest import need
 
 XORG = BackendTraits.of("xorg", has_notification=False, has_menu=False)
 GTK = BackendTraits.of("gtk", has_notification=True, has_menu=True)
@@ -177,13 +180,28 @@ def test_text_is_shown_exactly_with_controls_made_visible():
     assert visible_text("<b>") == "<b>", "no markup is interpreted, none is escaped either"
 
 
-def test_the_header_reads_as_windows_wrote_it():
+@pytest.fixture
+def german_dates():
+    """LC_TIME set to German (de_DE.UTF-8, made by .ci/setup's localedef) for one test."""
+    before = locale.setlocale(locale.LC_TIME)
+    try:
+        locale.setlocale(locale.LC_TIME, "de_DE.UTF-8")
+    except locale.Error:
+        need(False, "locale de_DE.UTF-8 missing (localedef -i de_DE -f UTF-8 de_DE.UTF-8)")
+    yield
+    locale.setlocale(locale.LC_TIME, before)
+
+
+def test_the_header_reads_as_windows_wrote_it_with_the_desktops_date_format(german_dates):
     m = Message(
         "ALICE", "BOB", "x", "session", "127.0.0.1", datetime(2024, 5, 14, 8, 30, 15, tzinfo=UTC)
     )
+    local = m.received_at.astimezone()
     (popup,) = shown(Presenter(traits=XORG).receive(m))
-    local = m.received_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-    assert popup.header == f"Message from ALICE to BOB on {local}"
+    german = f"{local.day:02}.{local.month:02}.{local.year} {local:%H:%M:%S}"
+    assert popup.header == f"Message from ALICE to BOB on {german}"
+    (popup,) = shown(Presenter(traits=XORG, iso_dates=True).receive(m))
+    assert popup.header == f"Message from ALICE to BOB on {local:%Y-%m-%d %H:%M:%S}"
 
 
 def test_long_text_scrolls_instead_of_growing():
@@ -267,6 +285,7 @@ def daemon(tmp_path):
         name_port=0,
         datagram_port=0,
         session_port=0,
+        rpc_port=0,
         aliases=["BOB"],
         data_dir=tmp_path,
     )
@@ -333,10 +352,45 @@ def test_a_subscribed_message_keeps_its_inbox_id(tmp_path):
         message_from_json({"from": "A"})
 
 
-def test_the_icon_shows_an_unread_badge():
+@pytest.mark.parametrize("size", [16, 22, 24, 32, 64])
+def test_the_badge_reads_back_from_the_pixels_at_every_tray_size(size):
     assert [badge_text(n) for n in (0, 1, 9, 10, 250)] == ["", "1", "9", "9+", "9+"]
-    plain, badged = draw_icon(0), draw_icon(3)
-    assert plain.size == badged.size == (ICON_SIZE, ICON_SIZE)
-    corner = (ICON_SIZE - 8, 8)
-    assert plain.getpixel(corner) != badged.getpixel(corner), "the badge sits top right"
-    assert draw_icon(3).tobytes() != draw_icon(4).tobytes()
+    for unread in (0, 1, 7, 9, 10, 250):
+        icon = draw_icon(unread, size)
+        assert icon.size == (size, size)
+        # White font pixels whole on the red, compared with the font: a sharp, legible badge.
+        assert read_badge(icon) == badge_text(unread)
+    x0, y0, x1, y1 = badge_box("9+", size)
+    assert (x1 - x0) * (y1 - y0) <= size * size // 2, "the letter still shows beside it"
+
+
+def test_the_icon_corners_are_transparent_and_its_tile_is_not():
+    for size in (16, 24, 64):
+        icon = draw_icon(0, size)
+        for corner in ((0, 0), (size - 1, 0), (0, size - 1)):
+            assert icon.getpixel(corner)[3] == 0, f"corner {corner} at {size} px"
+        assert icon.getpixel((size // 2, 1))[3] == 255
+        assert icon.getpixel((1, size // 2))[3] == 255
+
+
+def test_the_tray_menu_opens_beside_the_icon_with_room_for_its_submenu():
+    screen = (1024, 768)
+    # trayer at the bottom right: the menu above the icon, shifted left for "Recent".
+    icon = (1000, 746, 24, 22)
+    x, y = menu_position(icon, (150, 200), 260, screen)
+    assert y + 200 <= 746, "the whole menu is above the icon: the pointer rests on no item"
+    assert x + 150 + 260 <= 1024, "the submenu opens on the right, beside its parent"
+    # A panel at the top left: the menu below the icon, at its left edge.
+    assert menu_position((0, 0, 24, 24), (150, 200), 260, screen) == (0, 24)
+
+
+def test_a_notification_that_fails_pops_the_message_up_instead(tmp_path, inbox):
+    (m,) = stored(tmp_path, message("hello"))
+    presenter = Presenter(store=inbox, traits=GTK)
+    (note,) = [e for e in presenter.receive(m) if isinstance(e, Notify)]
+    assert note.key == m.id, "a click opens this message"
+    (popup,) = shown(presenter.notification_failed(note.key))
+    assert popup.text == "hello"
+    both = Presenter(store=inbox, traits=GTK, popups=True)
+    both.receive(m)
+    assert both.notification_failed(m.id) == [], "it popped up already"
