@@ -40,6 +40,7 @@ HIDDEN_FROM_SERVICE = tuple(map(Path, ("/home", "/root", "/run/user", "/tmp", "/
 """Folders the unit's ProtectHome= and PrivateTmp= hide: a messengerd there cannot start."""
 
 ACTIONS = ("install", "remove", "start", "stop", "status")
+WINDOWS = "this is systemd's service; on Windows `messengerd service` installs Windows' own"
 
 SETTINGS_TEMPLATE = """\
 # The messengerd service's settings (`messengerd config check {path}` checks them).
@@ -148,6 +149,8 @@ WantedBy=multi-user.target
 def ensure_account(name: str, home: Path, run: Run = subprocess.run) -> list[str]:
     """Create the system group and user `name` (home `home`, not created, no login shell)
     where they are missing; the commands run. ServiceError when one fails."""
+    if sys.platform == "win32":
+        raise ServiceError(WINDOWS)
     import grp
     import pwd
 
@@ -236,6 +239,8 @@ def _check_systemd() -> None:
 
 
 def _check_can_manage() -> None:
+    if sys.platform == "win32":
+        raise ServiceError(WINDOWS)
     if os.geteuid() != 0:
         raise ServiceError("installing or removing the service needs root: run it with sudo")
     _check_systemd()

@@ -213,10 +213,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _raise_open_files_limit() -> None:
     """Let the soft limit on open files reach OPEN_FILES_NEEDED where the hard limit allows
     (a login session's soft limit is often 1024, under MAX_SESSIONS); warn where it does not."""
-    try:
-        import resource
-    except ImportError:
-        return  # Windows: no such limit on sockets
+    if sys.platform == "win32":
+        return  # no such limit on sockets there
+    import resource
+
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY or soft >= OPEN_FILES_NEEDED:
         return

@@ -28,7 +28,9 @@ def add_parser(subparsers: Any) -> None:
         description="The Windows service: delayed automatic start, restarted on failure, "
         "settings in %%PROGRAMDATA%%\\messengerd\\messengerd.toml, each message in the "
         "Application event log and shown in the console session. install, remove, start and "
-        "stop need an elevated PowerShell.",
+        "stop need an elevated PowerShell. On Linux, systemd's messengerd.service: install "
+        "(as root) creates the messengerd user and group, writes the unit and enables it "
+        "(service/README.md).",
     )
     service.add_argument("action", choices=ACTIONS, metavar="ACTION", help=" | ".join(ACTIONS))
     service.set_defaults(handler=cmd_service)

@@ -102,7 +102,7 @@ def status_lines(status: dict[str, Any]) -> list[tuple[str, str]]:
 def duration(seconds: float) -> str:
     """`2 d 3 h`, `3 h 4 min`, `4 min 5 s` or `5 s`: the two largest units, whole."""
     whole = int(seconds)
-    parts = []
+    parts: list[str] = []
     for unit, length in UNITS:
         if whole >= length or (unit == "s" and not parts):
             parts.append(f"{whole // length} {unit}")

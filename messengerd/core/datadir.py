@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +51,10 @@ class ControlGroup:
     @classmethod
     def named(cls, name: str) -> ControlGroup:
         """The group called `name` (or a numeric gid); DataDirError when there is none."""
-        try:
-            import grp
-        except ImportError:
-            raise DataDirError("--control-group needs Unix groups; this system has none") from None
+        if sys.platform == "win32":
+            raise DataDirError("--control-group needs Unix groups; this system has none")
+        import grp
+
         try:
             entry = grp.getgrgid(int(name)) if name.isdigit() else grp.getgrnam(name)
         except (KeyError, OverflowError):
@@ -71,11 +72,13 @@ class ControlGroup:
             return True
         groups = _proc_groups(pid)
         if groups is None:
-            try:
-                import pwd
+            if sys.platform == "win32":
+                return False
+            import pwd
 
+            try:
                 groups = set(os.getgrouplist(pwd.getpwuid(uid).pw_name, gid))
-            except (ImportError, KeyError):
+            except KeyError:
                 return False
         return self.gid in groups
 
@@ -113,7 +116,7 @@ def prepare(data_dir: Path, group: ControlGroup | None, files: Iterable[str] = (
             "give this user write access to it, or choose another with --data-dir"
         )
     if group is not None:
-        setgid = 0 if hasattr(os, "getegid") and os.getegid() == group.gid else stat.S_ISGID
+        setgid = 0 if sys.platform != "win32" and os.getegid() == group.gid else stat.S_ISGID
         share(data_dir, group, SHARED_DIR_MODE | setgid)
     for name in files:
         path = data_dir / name
@@ -131,6 +134,8 @@ def prepare(data_dir: Path, group: ControlGroup | None, files: Iterable[str] = (
 
 def share(path: Path, group: ControlGroup, mode: int) -> None:
     """Give `path` to `group` with `mode` (group first: chmod may drop setgid otherwise)."""
+    if sys.platform == "win32":
+        raise DataDirError("--control-group needs Unix groups; this system has none")
     try:
         os.chown(path, -1, group.gid)
     except OSError as exc:
@@ -172,23 +177,28 @@ def unreachable(data_dir: Path) -> str | None:
 
 
 def _user() -> str:
-    uid = os.geteuid() if hasattr(os, "geteuid") else None
-    return "this user" if uid is None else _name_of_user(uid)
+    if sys.platform == "win32":
+        return "this user"
+    return _name_of_user(os.geteuid())
 
 
 def _name_of_user(uid: int) -> str:
-    try:
-        import pwd
+    if sys.platform == "win32":
+        return f"uid {uid}"
+    import pwd
 
+    try:
         return pwd.getpwuid(uid).pw_name
-    except (ImportError, KeyError):
+    except KeyError:
         return f"uid {uid}"
 
 
 def _name_of_group(gid: int) -> str:
-    try:
-        import grp
+    if sys.platform == "win32":
+        return str(gid)
+    import grp
 
+    try:
         return grp.getgrgid(gid).gr_name
-    except (ImportError, KeyError):
+    except KeyError:
         return str(gid)
