@@ -114,7 +114,7 @@ StateDirectoryMode=0750
 # One descriptor per session (2048 at most), control connection and listener, and room.
 LimitNOFILE={LIMIT_NOFILE}
 UMask=0077
-# Ports 137-139 are privileged: grant only that capability, never root.
+# Ports 135 and 137-139 are privileged: grant only that capability, never root.
 AmbientCapabilities=CAP_NET_BIND_SERVICE
 CapabilityBoundingSet=CAP_NET_BIND_SERVICE
 NoNewPrivileges=yes

@@ -7,7 +7,7 @@ import errno
 import socket
 from collections.abc import Callable
 
-PORT_OPTIONS = "--name-port, --datagram-port and --session-port"
+PORT_OPTIONS = "--name-port, --datagram-port, --session-port and --rpc-port"
 
 
 class ListenError(Exception):

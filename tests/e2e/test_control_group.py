@@ -59,7 +59,7 @@ def service_daemon(deployment, users, service_dir):
         "setpriv", f"--reuid={service.name}", f"--regid={service.gid}", "--init-groups",
         os.fspath(deployment.messengerd), "run", "--json",
         "--bind", "127.0.0.1", "--broadcast", "127.255.255.255",
-        "--name-port", "0", "--datagram-port", "0", "--session-port", "0",
+        "--name-port", "0", "--datagram-port", "0", "--session-port", "0", "--rpc-port", "0",
         "--data-dir", os.fspath(service_dir), "--control-group", service.name, "--alias", "BOB",
     ]  # fmt: skip
     with DaemonProcess(data_dir=service_dir, command=command, env=env) as daemon:
@@ -165,7 +165,7 @@ def test_a_daemon_without_control_group_keeps_everything_private(deployment, use
         "setpriv", f"--reuid={service.name}", f"--regid={service.gid}", "--init-groups",
         os.fspath(deployment.messengerd), "run", "--json",
         "--bind", "127.0.0.1", "--broadcast", "127.255.255.255",
-        "--name-port", "0", "--datagram-port", "0", "--session-port", "0",
+        "--name-port", "0", "--datagram-port", "0", "--session-port", "0", "--rpc-port", "0",
         "--data-dir", os.fspath(directory), "--alias", "BOB",
     ]  # fmt: skip
     with DaemonProcess(data_dir=directory, command=command, env=env):

@@ -27,7 +27,7 @@ from tests.deployed import (
 
 pytestmark = pytest.mark.interop
 
-PORT_OPTIONS = ("--name-port", "--datagram-port", "--session-port")
+PORT_OPTIONS = ("--name-port", "--datagram-port", "--session-port", "--rpc-port")
 
 
 def quick_start_blocks() -> tuple[list[str], list[str]]:

@@ -15,7 +15,8 @@ from tests.deployed import Accounts, as_user
 
 LOOPBACK = (
     "--bind", "127.0.0.1", "--broadcast", "127.255.255.255",
-    "--name-port", "0", "--datagram-port", "0", "--session-port", "0", "--alias", "BOB",
+    "--name-port", "0", "--datagram-port", "0", "--session-port", "0", "--rpc-port", "0",
+    "--alias", "BOB",
 )  # fmt: skip
 
 

@@ -270,7 +270,7 @@ def test_a_port_samba_holds_is_one_line_and_samba_keeps_running(
     assert result.stderr == (
         "messengerd: port 137/udp (name service) on 0.0.0.0 is already in use (Samba's "
         "nmbd/smbd or another messengerd?): stop that program, or choose free ports with "
-        "--name-port, --datagram-port and --session-port\n"
+        "--name-port, --datagram-port, --session-port and --rpc-port\n"
     )
     assert nmbd_on_the_server.poll() is None
     assert listening(hosts.server, 137)
