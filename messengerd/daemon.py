@@ -15,7 +15,7 @@ import os
 import time
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from messengerd import __version__
 from messengerd.config.options import DaemonConfig
@@ -54,6 +54,10 @@ from messengerd.transport.udp import DatagramServiceProtocol, NameServiceProtoco
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import NetBIOSName, alias_name
 from messengerd.wire.nbns import DEFAULT_TTL
+
+if TYPE_CHECKING:
+    from messengerd.windows.backend import NetbiosBackend
+    from messengerd.windows.netbios import NetbiosApi
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +109,9 @@ class Daemon:
         *,
         policy: Policy | None = None,
         hooks: Hooks | None = None,
+        netbios_api: NetbiosApi | None = None,
     ) -> None:
+        """`netbios_api`: the Netbios() seam for backend "netbios" (default: netapi32's)."""
         self.config = config
         self.policy = policy
         self.hooks = hooks
@@ -135,6 +141,8 @@ class Daemon:
         self._udp: list[asyncio.DatagramTransport] = []
         self._datagram_protocols: list[DatagramServiceProtocol] = []
         self._rpc_protocols: list[RpcProtocol] = []
+        self._netbios_api = netbios_api
+        self._netbios: NetbiosBackend | None = None
         self._stopped = asyncio.Event()
         self._started: tuple[datetime, float] | None = None
 
@@ -145,9 +153,9 @@ class Daemon:
     async def start(self) -> None:
         """Open the listeners and the control channel, register the aliases, then serve.
 
-        Raises ListenError (one line, actionable) if a port or the control address is taken.
+        Raises ListenError (one line, actionable) if a port or the control address is taken,
+        or the NetBIOS API backend cannot work here.
         """
-        bind = self.config.bind
         self._started = (datetime.now(UTC), time.monotonic())
         directory = self._sessions.directory
         try:
@@ -156,31 +164,13 @@ class Daemon:
                     await self.control.start()
                 except ControlError as exc:
                     raise ListenError(str(exc)) from None
-            self.ports["name"], names = await self._open_udp(
-                "name", self.config.name_port, lambda: NameServiceProtocol(self._names, bind)
-            )
-            self._name_protocol = names[0]
-            datagrams = DatagramService(self.aliases, codepage=self.config.codepage)
-            self.ports["datagram"], self._datagram_protocols = await self._open_udp(
-                "datagram",
-                self.config.datagram_port,
-                lambda: DatagramServiceProtocol(datagrams, self.accept),
-            )
-            try:
-                self.ports["session"] = await self._sessions.start(bind, self.config.session_port)
-            except OSError as exc:
-                raise listen_error("session", bind, self.config.session_port, exc) from None
+            if self.config.backend == "netbios":
+                where = await self._start_netbios(directory)
+            else:
+                where = await self._start_sockets(directory)
             if self.config.rpc_port is not None:
                 await self._open_rpc(directory, self.config.rpc_port)
-            if self.config.register:
-                registrar = Registrar(
-                    self._registration_address(),
-                    ttl=self.name_ttl,
-                    first_trn_id=RegistrationRunner.random_trn_id(),
-                )
-                self._registrations = RegistrationRunner(registrar, self._send_name_broadcast)
-                self._name_protocol.answer_received = self._registrations.answer_received
-                await self._register_start_names()
+                where += f", rpc {self.ports['rpc']}/udp"
             await self._save()
             if self.control is not None:
                 self.fanout.sinks.append(self.control)
@@ -188,17 +178,66 @@ class Daemon:
         except BaseException:
             await self.stop()
             raise
-        rpc = f", rpc {self.ports['rpc']}/udp" if "rpc" in self.ports else ""
         log.info(
-            "listening on %s: name %d/udp, datagram %d/udp, session %d/tcp%s; aliases %s%s",
-            bind,
-            self.ports["name"],
-            self.ports["datagram"],
-            self.ports["session"],
-            rpc,
+            "listening %s; aliases %s%s",
+            where,
             ", ".join(str(name) for name in self.aliases.names()) or "(none)",
             f"; control {self.control.address}" if self.control is not None else "",
         )
+
+    async def _start_sockets(self, directory: Directory) -> str:
+        """NetBIOS over TCP/IP of our own: UDP 137 and 138, TCP 139, B-node registration."""
+        bind = self.config.bind
+        self.ports["name"], names = await self._open_udp(
+            "name", self.config.name_port, lambda: NameServiceProtocol(self._names, bind)
+        )
+        self._name_protocol = names[0]
+        datagrams = DatagramService(self.aliases, codepage=self.config.codepage)
+        self.ports["datagram"], self._datagram_protocols = await self._open_udp(
+            "datagram",
+            self.config.datagram_port,
+            lambda: DatagramServiceProtocol(datagrams, self.accept),
+        )
+        try:
+            self.ports["session"] = await self._sessions.start(bind, self.config.session_port)
+        except OSError as exc:
+            raise listen_error("session", bind, self.config.session_port, exc) from None
+        if self.config.register:
+            registrar = Registrar(
+                self._registration_address(),
+                ttl=self.name_ttl,
+                first_trn_id=RegistrationRunner.random_trn_id(),
+            )
+            self._registrations = RegistrationRunner(registrar, self._send_name_broadcast)
+            self._name_protocol.answer_received = self._registrations.answer_received
+            await self._register_start_names()
+        return (
+            f"on {bind}: name {self.ports['name']}/udp, datagram {self.ports['datagram']}/udp, "
+            f"session {self.ports['session']}/tcp"
+        )
+
+    async def _start_netbios(self, directory: Directory) -> str:
+        """The NetBIOS API backend (Windows, experimental): Windows' NetBT keeps the ports
+        and hands us our names' sessions and datagrams (messengerd.windows.backend)."""
+        from messengerd.windows.backend import NetbiosBackend, NetbiosBackendError
+        from messengerd.windows.netbios import Netapi32, NetbiosUnavailable
+
+        try:
+            api = self._netbios_api or Netapi32()
+        except NetbiosUnavailable as exc:
+            raise ListenError(str(exc)) from None
+        self._netbios = NetbiosBackend(api, directory, self.accept, codepage=self.config.codepage)
+        names = self.aliases.names()
+        for name in names:
+            self.aliases.remove(name)
+        try:
+            added = await self._netbios.start(names)
+        except NetbiosBackendError as exc:
+            raise ListenError(str(exc)) from None
+        for name in added:
+            self.aliases.add(name.text(self.config.codepage))
+        lanas = ", ".join(str(lana.number) for lana in self._netbios.lanas)
+        return f"through the NetBIOS API on LANA {lanas}"
 
     # -- names -----------------------------------------------------------------------------
 
@@ -246,12 +285,16 @@ class Daemon:
         alias = self.aliases.check_add(name, self._adding)
         self._adding.add(alias)
         try:
-            if self._registrations is not None:
+            if self._netbios is not None:
+                await self._netbios.add_name(alias)
+            elif self._registrations is not None:
                 await self._registrations.register(alias)
             try:
                 self.aliases.add(name)
             except NetError:
-                if self._registrations is not None:
+                if self._netbios is not None:
+                    await self._netbios.delete_name(alias)
+                elif self._registrations is not None:
                     self._registrations.release(alias)
                 raise
         finally:
@@ -263,7 +306,9 @@ class Daemon:
     async def delete_alias(self, name: str) -> NetBIOSName:
         """NetMessageNameDel: take `name` out of the table and release it on the network."""
         alias = self.aliases.delete(name)
-        if self._registrations is not None:
+        if self._netbios is not None:
+            await self._netbios.delete_name(alias)
+        elif self._registrations is not None:
             self._registrations.release(alias)
         await self._save()
         log.info("alias %s deleted", alias)
@@ -385,6 +430,9 @@ class Daemon:
             if self.control in self.fanout.sinks:
                 self.fanout.sinks.remove(self.control)
         await self._sessions.stop()
+        if self._netbios is not None:
+            await self._netbios.stop()
+            self._netbios = None
         if self._registrations is not None:
             # Before the sockets close: the releases go out through them.
             await self._registrations.close(release=True)

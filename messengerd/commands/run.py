@@ -18,7 +18,7 @@ from typing import Any
 
 from messengerd.commands.arguments import ipv4, listen_port
 from messengerd.commands.exits import EXIT_OK, EXIT_USAGE, UsageError
-from messengerd.config.options import DaemonConfig, default_data_dir
+from messengerd.config.options import BACKENDS, DaemonConfig, default_data_dir
 from messengerd.config.settings import (
     Settings,
     SettingsError,
@@ -57,6 +57,7 @@ _CLI_OPTIONS = {
     "data_dir": "data_dir",
     "store": "store",
     "control_group": "control_group",
+    "backend": "backend",
 }
 """DaemonConfig field -> the argparse destination of its option (add_daemon_options)."""
 
@@ -138,6 +139,12 @@ def add_daemon_options(parser: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="DIR",
         help=f"where state is kept (default {default_data_dir()})",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="sockets: NetBIOS over TCP/IP of our own (default); netbios: Windows' NetBIOS "
+        "API beside Windows' own NetBT (experimental; see service/README.md)",
     )
     parser.add_argument(
         "--no-store",

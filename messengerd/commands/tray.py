@@ -67,6 +67,12 @@ def add_parser(subparsers: Any) -> None:
         "desktop's locale format (LC_TIME)",
     )
     tray.add_argument(
+        "--autostart",
+        choices=("on", "off"),
+        help="start the tray when you log on, or no longer, and exit (Windows: the Run key; "
+        "Linux: ~/.config/autostart)",
+    )
+    tray.add_argument(
         "--dnd",
         action="store_true",
         help="start in do-not-disturb: keep messages (unread) without popping them up",
@@ -77,6 +83,8 @@ def add_parser(subparsers: Any) -> None:
 
 def cmd_tray(args: argparse.Namespace) -> int:
     """Run the tray until Quit, Ctrl-C or SIGTERM."""
+    if args.autostart is not None:
+        return _autostart(args.autostart == "on")
     if not args.standalone:
         _check_attach_options(args)
     from messengerd.tray.app import TrayApp, load_pystray, open_display
@@ -106,6 +114,21 @@ def cmd_tray(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     _quit_on_signals(app)
     app.run()
+    return EXIT_OK
+
+
+def _autostart(enabled: bool) -> int:
+    from messengerd.tray.autostart import set_autostart
+
+    try:
+        print(set_autostart(enabled))
+    except NotImplementedError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot change the autostart entry: {exc.strerror or exc}; check that your "
+            "configuration directory is writable"
+        ) from None
     return EXIT_OK
 
 

@@ -63,6 +63,10 @@ def default_data_dir() -> Path:
     return Path(platformdirs.user_data_dir("messengerd", appauthor=False))
 
 
+BACKENDS = ("sockets", "netbios")
+"""How messages arrive (DaemonConfig.backend)."""
+
+
 def default_rpc_port() -> int | None:
     """UDP 135 for the RPC path; none on Windows, where RPCSS holds 135 (`doctor` says so)."""
     return None if sys.platform == "win32" else RPC_PORT
@@ -114,6 +118,9 @@ class DaemonConfig:
     control_group: str | None = None
     """A group whose members may use the control channel and read the inbox (Unix;
     messengerd.core.datadir); None: the daemon's user and root only."""
+    backend: str = "sockets"
+    """How messages arrive: "sockets" (NetBIOS over TCP/IP of our own, UDP 137/138 and TCP
+    139) or "netbios" (Windows' NetBIOS API beside its own NetBT: experimental)."""
     control: str = "auto"
     """The control channel: "unix" socket, loopback "tcp" with a token file, "auto" (unix
     where the platform has it), or "none"."""

@@ -42,6 +42,7 @@ from typing import Any
 import platformdirs
 
 from messengerd.config import values
+from messengerd.config.options import BACKENDS
 from messengerd.config.tomlkeys import Key, key_lines, key_text, line_of
 from messengerd.config.values import Check, toml_type
 from messengerd.wire.errors import WireError
@@ -112,6 +113,7 @@ class DaemonSettings:
     data_dir: Path | None = None
     store: bool | None = None
     control_group: str | None = None
+    backend: str | None = None
 
 
 @dataclass
@@ -209,6 +211,7 @@ DAEMON_KEYS: dict[str, Check] = {
     "data_dir": values.nonempty_string,
     "store": values.boolean,
     "control_group": values.nonempty_string,
+    "backend": values.one_of(BACKENDS),
 }
 
 POLICY_KEYS: dict[str, Check] = {

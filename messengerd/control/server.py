@@ -473,11 +473,19 @@ async def _read_until_eof(reader: asyncio.StreamReader) -> None:
 
 
 def _write_private(path: Path, document: dict[str, Any]) -> None:
-    """Write `document` to `path` readable by the owner only, atomically."""
+    """Write `document` to `path` readable by the owner only, atomically.
+
+    On Windows, which ignores POSIX modes, an explicit DACL says who that is
+    (messengerd.windows.acl).
+    """
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp makes the file 0600 already; say so for platforms where it might not.
         os.chmod(temporary, 0o600)
+        if sys.platform == "win32":
+            from messengerd.windows.acl import protect_token_file
+
+            protect_token_file(temporary)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             json.dump(document, file)
         os.replace(temporary, path)

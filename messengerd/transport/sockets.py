@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import sys
 from collections.abc import Callable
 
 PORT_OPTIONS = "--name-port, --datagram-port, --session-port and --rpc-port"
@@ -38,18 +39,50 @@ def listen_error(service: str, host: str, port: int, exc: OSError) -> ListenErro
     return ListenError(f"cannot listen on {where}: {exc.strerror or exc}")
 
 
-def udp_socket(host: str, port: int, *, shared: bool = False) -> socket.socket:
-    """A non-blocking UDP socket bound to (host, port) that may send broadcasts.
+WINSOCK_SO_REUSEADDR = 0x0004
+"""winsock2.h's SO_REUSEADDR (Linux's is 2: the constant is Windows' own, named here)."""
+SO_EXCLUSIVEADDRUSE = ~WINSOCK_SO_REUSEADDR
+"""winsock2.h: ((int)(~SO_REUSEADDR)). On Windows, a socket with it set cannot be shared by
+anyone, SO_REUSEADDR or not; without it, another program's SO_REUSEADDR socket could take our
+port from under us (Microsoft: "Using SO_REUSEADDR and SO_EXCLUSIVEADDRUSE")."""
 
-    `shared`: SO_REUSEADDR, for the broadcast address only: on Linux, set on a unicast
-    socket it would let us share a UDP port with nmbd silently.
+
+def claim_port(sock: socket.socket, *, shared: bool, platform: str = sys.platform) -> None:
+    """Before bind(): the options that say who else may use the port.
+
+    `shared` is for the broadcast address's socket only (nmbd-like daemons share it). Every
+    other socket is ours alone: on Windows with SO_EXCLUSIVEADDRUSE; on POSIX by leaving
+    SO_REUSEADDR off a UDP socket (on Linux it would let us share a UDP port with nmbd
+    silently), and on a TCP listener SO_REUSEADDR only lets a restart rebind at once.
     """
+    if platform == "win32":
+        if not shared:
+            sock.setsockopt(socket.SOL_SOCKET, SO_EXCLUSIVEADDRUSE, 1)
+    elif shared or sock.type == socket.SOCK_STREAM:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+
+
+def udp_socket(host: str, port: int, *, shared: bool = False) -> socket.socket:
+    """A non-blocking UDP socket bound to (host, port) that may send broadcasts."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
-        if shared:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        claim_port(sock, shared=shared)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
         sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+def tcp_listener(host: str, port: int, backlog: int) -> socket.socket:
+    """A non-blocking TCP socket listening on (host, port), ours alone (claim_port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        claim_port(sock, shared=False)
+        sock.bind((host, port))
+        sock.listen(backlog)
     except OSError:
         sock.close()
         raise
