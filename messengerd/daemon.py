@@ -14,13 +14,14 @@ import logging
 import os
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from messengerd import __version__
 from messengerd.config.options import DaemonConfig
 from messengerd.control.protocol import ControlError
 from messengerd.control.server import ControlServer
-from messengerd.core import lmerr
+from messengerd.core import datadir, lmerr
 from messengerd.core.aliases import (
     MAX_PREFERRED_LENGTH,
     AliasTable,
@@ -31,8 +32,8 @@ from messengerd.core.aliases import (
 )
 from messengerd.core.lmerr import NetError
 from messengerd.core.message import Message, Outcome
-from messengerd.core.policy import Policy
-from messengerd.core.store.inbox import Inbox, InboxError, StoredMessage
+from messengerd.core.policy import Policy, Reason
+from messengerd.core.store.inbox import DATABASE_NAME, Inbox, InboxError, StoredMessage
 from messengerd.delivery import Fanout, Sink
 from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import Directory, MessageReceived
@@ -96,7 +97,9 @@ class Daemon:
     """One receiver: `await start()`, messages go to the sinks, `await stop()`.
 
     Raises NetError for a configured alias Windows would refuse, AliasFileError (a
-    ValueError) for an unreadable aliases.json, ValueError for an unknown control mode.
+    ValueError) for an unreadable aliases.json, ValueError for an unknown control mode,
+    DataDirError when the data directory cannot be made, written or shared with the control
+    group (messengerd.core.datadir).
     """
 
     def __init__(
@@ -112,6 +115,8 @@ class Daemon:
         self.config = config
         self.policy = policy
         self.hooks = hooks
+        group = datadir.ControlGroup.named(config.control_group) if config.control_group else None
+        datadir.prepare(config.data_dir, group, [DATABASE_NAME] if config.store else [])
         self.aliases = _alias_table(config)
         self.fanout = Fanout(list(sinks or []))
         self.inbox = Inbox(config.data_dir) if config.store else None
@@ -119,7 +124,7 @@ class Daemon:
         self.ports: dict[str, int] = {}
         self.messages_received = 0
         self.control = (
-            ControlServer(self, config.data_dir, mode=config.control)
+            ControlServer(self, config.data_dir, mode=config.control, group=group)
             if config.control != "none"
             else None
         )
@@ -139,6 +144,7 @@ class Daemon:
         self._netbios_api = netbios_api
         self._netbios: NetbiosBackend | None = None
         self._stopped = asyncio.Event()
+        self._started: tuple[datetime, float] | None = None
 
     def add_sink(self, sink: Sink) -> None:
         """Send every later message to `sink` too."""
@@ -150,6 +156,7 @@ class Daemon:
         Raises ListenError (one line, actionable) if a port or the control address is taken,
         or the NetBIOS API backend cannot work here.
         """
+        self._started = (datetime.now(UTC), time.monotonic())
         directory = self._sessions.directory
         try:
             if self.control is not None:
@@ -318,8 +325,10 @@ class Daemon:
             except OSError as exc:
                 log.error("alias table not stored in %s: %s", self.config.data_dir, exc)
 
-    def status(self) -> dict[str, Any]:
-        """What the control channel's `status` reports."""
+    async def status(self) -> dict[str, Any]:
+        """What the control channel's `status` reports (control/protocol.py lists the keys)."""
+        started_at, started = self._started or (None, time.monotonic())
+        counters = {} if self.policy is None else self.policy.counters
         return {
             "pid": os.getpid(),
             "version": __version__,
@@ -330,9 +339,13 @@ class Daemon:
             "messages_received": self.messages_received,
             "data_dir": os.fspath(self.config.data_dir),
             "register": self.config.register,
-            "refused": {}
-            if self.policy is None
-            else {str(reason): count for reason, count in self.policy.counters.items()},
+            "started_at": None if started_at is None else started_at.isoformat(),
+            "uptime": round(time.monotonic() - started, 3),
+            "messages_allowed": counters.get(Reason.ALLOWED, 0),
+            "refused": {
+                str(reason): count for reason, count in counters.items() if reason != Reason.ALLOWED
+            },
+            "store": None if self.inbox is None else await asyncio.to_thread(self.inbox.usage),
         }
 
     async def _open_udp(self, service: str, port: int, factory: Any) -> tuple[int, list[Any]]:

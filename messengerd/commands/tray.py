@@ -18,7 +18,8 @@ from typing import Any
 
 from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
 from messengerd.commands.run import add_daemon_options, daemon_config
-from messengerd.config.options import default_data_dir
+from messengerd.config.options import front_end_data_dir
+from messengerd.control.protocol import CONTROL_SOCKET
 
 DAEMON_ONLY = (
     "bind",
@@ -30,6 +31,7 @@ DAEMON_ONLY = (
     "workgroup",
     "codepage",
     "store",
+    "control_group",
 )
 """`run` options that only mean something with --standalone (--data-dir means both)."""
 
@@ -201,7 +203,7 @@ def _attached(args: argparse.Namespace, root: Any, pystray: Any, notifier: Any) 
     from messengerd.tray.attach import ControlAliases, Subscription
     from messengerd.tray.presenter import Presenter
 
-    data_dir: Path = args.data_dir or default_data_dir()
+    data_dir: Path = args.data_dir or front_end_data_dir(CONTROL_SOCKET)
     try:
         store = Inbox(data_dir, create=False)
     except FileNotFoundError:

@@ -12,6 +12,9 @@ type = "command"          # console | command | forward
 name = "popup"            # default: the type; routes name sinks by it
 command = "notify-send -- %f %s"
 
+[[sink]]
+type = "console"          # named "console", its type
+
 [routing]
 default = ["console"]     # sinks for recipients not listed below (default: every sink)
 aliases = { ALERTS = ["popup", "console"] }
@@ -109,6 +112,7 @@ class DaemonSettings:
     codepage: str | None = None
     data_dir: Path | None = None
     store: bool | None = None
+    control_group: str | None = None
     backend: str | None = None
 
 
@@ -206,6 +210,7 @@ DAEMON_KEYS: dict[str, Check] = {
     "codepage": values.codepage,
     "data_dir": values.nonempty_string,
     "store": values.boolean,
+    "control_group": values.nonempty_string,
     "backend": values.one_of(BACKENDS),
 }
 

@@ -8,7 +8,7 @@ import socket
 import sys
 from collections.abc import Callable
 
-PORT_OPTIONS = "--name-port, --datagram-port and --session-port"
+PORT_OPTIONS = "--name-port, --datagram-port, --session-port and --rpc-port"
 
 
 class ListenError(Exception):
@@ -25,10 +25,14 @@ def listen_error(service: str, host: str, port: int, exc: OSError) -> ListenErro
             f"stop that program, or choose free ports with {PORT_OPTIONS}"
         )
     if exc.errno in (errno.EACCES, errno.EPERM):
+        # Never setcap on the system's python (every script would get the capability), nor
+        # on a plain venv's: its python is a symlink to the system's, which setcap follows.
         return ListenError(
             f"no permission to listen on {where}: run it as the messengerd service "
-            f"(service/README.md), give the capability to a dedicated venv's interpreter "
-            f"only, or use high ports with {PORT_OPTIONS}"
+            f"(service/README.md), or give the capability to a venv's own copy of python "
+            f"only (python3 -m venv --copies VENV; setcap cap_net_bind_service=ep "
+            f"VENV/bin/python3), or run it under authbind --deep, or use high ports with "
+            f"{PORT_OPTIONS}"
         )
     if exc.errno == errno.EADDRNOTAVAIL:
         return ListenError(f"{host} is not an address of this host: check --bind")
