@@ -12,6 +12,9 @@ type = "command"          # console | command | forward
 name = "popup"            # default: the type; routes name sinks by it
 command = "notify-send -- %f %s"
 
+[[sink]]
+type = "console"          # named "console", its type
+
 [routing]
 default = ["console"]     # sinks for recipients not listed below (default: every sink)
 aliases = { ALERTS = ["popup", "console"] }
@@ -44,6 +47,7 @@ from typing import Any
 import platformdirs
 
 from messengerd.config import values
+from messengerd.config.options import BACKENDS
 from messengerd.config.tomlkeys import Key, key_lines, key_text, line_of
 from messengerd.config.values import Check, toml_type
 from messengerd.core.store.retention import Retention
@@ -114,6 +118,8 @@ class DaemonSettings:
     codepage: str | None = None
     data_dir: Path | None = None
     store: bool | None = None
+    control_group: str | None = None
+    backend: str | None = None
 
 
 @dataclass
@@ -219,6 +225,8 @@ DAEMON_KEYS: dict[str, Check] = {
     "codepage": values.codepage,
     "data_dir": values.nonempty_string,
     "store": values.boolean,
+    "control_group": values.nonempty_string,
+    "backend": values.one_of(BACKENDS),
 }
 
 POLICY_KEYS: dict[str, Check] = {

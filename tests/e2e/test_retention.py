@@ -40,6 +40,11 @@ def test_run_keeps_the_settings_store_limits_and_status_shows_the_store(tmp_path
             while (store := client.request("status")["store"])["messages"] != 50:
                 assert time.monotonic() < deadline, store
                 time.sleep(0.1)
+        shown = subprocess.run(
+            [sys.executable, "-m", "messengerd", "status", "--data-dir", str(data_dir)],
+            capture_output=True, text=True, timeout=30,
+        ).stdout  # fmt: skip
+        assert "kept 30 days, 50 messages, 8 MiB; 251 messages pruned" in " ".join(shown.split())
     assert store["limits"] == {"max_age_days": 30, "max_messages": 50, "max_size_mb": 8}
     assert store["pruned"] == 251  # 250 at start, then the oldest for the new message
     assert store["bytes"] > 0

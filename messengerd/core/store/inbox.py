@@ -144,6 +144,11 @@ class Inbox:
         return self._writer.batches
 
     def _prepare(self, create: bool) -> None:
+        if not create and self.path.is_file() and not os.access(self.path, os.W_OK):
+            # Another user's inbox, shared with this one's group (messengerd.core.datadir):
+            # only its owner's daemon creates or migrates it; read it as it is.
+            self._check_readable()
+            return
         if not self.path.is_file():
             if not create:
                 raise FileNotFoundError(f"no inbox at {self.path}")
@@ -171,6 +176,18 @@ class Inbox:
                 "%s); trying again at the next start",
                 self.path,
                 exc,
+            )
+
+    def _check_readable(self) -> None:
+        try:
+            with self._reading() as conn:
+                found = schema.version(conn, self.path)
+        except schema.SchemaError as exc:
+            raise InboxError(str(exc)) from None
+        if found != schema.SCHEMA_VERSION:
+            raise InboxError(
+                f"{self.path} has schema {found}, this messengerd reads {schema.SCHEMA_VERSION}: "
+                "start its daemon once to bring it up to date"
             )
 
     # -- writing -------------------------------------------------------------------------
@@ -337,9 +354,13 @@ class Inbox:
     def usage(self) -> dict[str, Any]:
         """The store for `status`: its `path`, `bytes` on disk (the database and its
         write-ahead log), `messages` held, the `oldest` one's time, the `limits` it is kept
-        within, messages `pruned` by them in this process, and whether the disk is full."""
-        with self._reading() as conn:
-            messages = conn.execute("SELECT count(*) FROM messages").fetchone()[0]
+        within, messages `pruned` by them in this process, and whether the disk is full.
+        `messages` and `oldest` are None when the file cannot be read just now (locked past
+        busy_timeout)."""
+        messages: int | None = None
+        oldest: datetime | None = None
+        with contextlib.suppress(InboxError), self._reading() as conn:
+            messages = retention.count(conn)
             oldest = retention.oldest(conn)
         return {
             "path": os.fspath(self.path),
