@@ -565,6 +565,7 @@ async def run_plan(args: argparse.Namespace, work: Path) -> dict:
     checks = check_store(receiver.data_dir, ledger, load.next_seq)
     return {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "label": args.label,
         "messages": load.next_seq,
         "elapsed_s": round(elapsed, 1),
         "idle_s": args.idle,
@@ -685,6 +686,8 @@ def summary(result: dict) -> str:
     lines = [
         f"# Soak {result['date']}",
         "",
+        f"Code: {result.get('label') or 'not recorded'}.",
+        "",
         f"{result['messages']:,} messages in {result['elapsed_s'] / 60:.1f} minutes "
         f"({result['idle_s']} s idle periods), store max_messages {result['max_messages']:,}, "
         f"policy rate_limit {result['rate_limit']}/min per source. Machine: "
@@ -779,6 +782,7 @@ def main() -> None:
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of each idle period")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--label", default="", help="what was measured (a branch, a commit)")
     parser.add_argument("--keep", action="store_true", help="keep the work folder")
     parser.add_argument("--plot", type=Path, metavar="JSON", help="only draw a result's PNG")
     args = parser.parse_args()
