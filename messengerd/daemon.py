@@ -10,6 +10,7 @@ The table as it then stands is stored again, and after every add and delete.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import os
 import time
@@ -38,18 +39,19 @@ from messengerd.delivery import Fanout, Sink
 from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import Directory, MessageReceived
 from messengerd.protocol.nameservice import NameService
-from messengerd.protocol.registration import Registrar
 from messengerd.protocol.rpc import RpcServer
 from messengerd.transport.netif import (
     LOOPBACK_NETWORK,
+    Subnet,
     broadcast_for,
+    can_list_subnets,
     interfaces,
     local_address_for,
 )
-from messengerd.transport.registration import RegistrationRunner
 from messengerd.transport.rpc import RpcProtocol
 from messengerd.transport.session import SessionListener
 from messengerd.transport.sockets import ListenError, listen_error, open_udp
+from messengerd.transport.subnets import SubnetRegistrations
 from messengerd.transport.udp import DatagramServiceProtocol, NameServiceProtocol
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import NetBIOSName, alias_name
@@ -112,6 +114,11 @@ class Daemon:
         netbios_api: NetbiosApi | None = None,
     ) -> None:
         """`netbios_api`: the Netbios() seam for backend "netbios" (default: netapi32's)."""
+        if config.interfaces and (config.bind != "0.0.0.0" or config.broadcast is not None):
+            raise ValueError(
+                "--interface (interfaces) chooses among the interfaces of the default "
+                "--bind 0.0.0.0: drop --bind and --broadcast, or --interface"
+            )
         self.config = config
         self.policy = policy
         self.hooks = hooks
@@ -133,7 +140,7 @@ class Daemon:
             self.aliases, mac=uuid.getnode().to_bytes(6, "big"), ttl=self.name_ttl
         )
         self._name_protocol: NameServiceProtocol | None = None
-        self._registrations: RegistrationRunner | None = None
+        self._registrations: SubnetRegistrations | None = None
         self._adding: set[NetBIOSName] = set()
         self._save_lock = asyncio.Lock()
         directory = self.aliases if hooks is None else _SessionDirectory(self.aliases, hooks)
@@ -203,14 +210,18 @@ class Daemon:
         except OSError as exc:
             raise listen_error("session", bind, self.config.session_port, exc) from None
         if self.config.register:
-            registrar = Registrar(
-                self._registration_address(),
+            self._registrations = SubnetRegistrations(
+                self.aliases,
+                self._send_name_broadcast,
+                lambda directory: NameService(directory, mac=self._names.mac, ttl=self.name_ttl),
                 ttl=self.name_ttl,
-                first_trn_id=RegistrationRunner.random_trn_id(),
+                subnets=self._fixed_subnets(),
+                wanted=self.config.interfaces,
+                codepage=self.config.codepage,
             )
-            self._registrations = RegistrationRunner(registrar, self._send_name_broadcast)
             self._name_protocol.answer_received = self._registrations.answer_received
-            await self._register_start_names()
+            self._name_protocol.service_for = self._registrations.service_for
+            await self._registrations.start()
         return (
             f"on {bind}: name {self.ports['name']}/udp, datagram {self.ports['datagram']}/udp, "
             f"session {self.ports['session']}/tcp"
@@ -241,6 +252,18 @@ class Daemon:
 
     # -- names -----------------------------------------------------------------------------
 
+    def _fixed_subnets(self) -> list[Subnet] | None:
+        """The one subnet a --bind address or a --broadcast names; None to follow every
+        broadcast interface (the default bind, where the interfaces can be listed)."""
+        if self.config.bind == "0.0.0.0" and self.config.broadcast is None and can_list_subnets():
+            return None
+        address = self._registration_address()
+        network = next(
+            (iface for _, iface in interfaces() if str(iface.ip) == address),
+            ipaddress.IPv4Interface(address),
+        )
+        return [Subnet("", network, self.broadcast)]
+
     def _registration_address(self) -> str:
         """The address our registrations claim: the one on the broadcast address's network."""
         if self.config.bind != "0.0.0.0":
@@ -254,27 +277,10 @@ class Daemon:
             return str(outside[0].ip)
         return local_address_for(self.broadcast)
 
-    def _send_name_broadcast(self, data: bytes) -> None:
+    def _send_name_broadcast(self, data: bytes, broadcast: str) -> None:
         if self._name_protocol is None:
             raise OSError("the name service is not listening")
-        self._name_protocol.send(data, (self.broadcast, self.ports["name"]))
-
-    async def _register_start_names(self) -> None:
-        """Register every alias at once; answer only for those no other node holds."""
-        assert self._registrations is not None
-        names = self.aliases.names()
-        for name in names:
-            self.aliases.remove(name)
-        results = await asyncio.gather(
-            *(self._registrations.register(name) for name in names), return_exceptions=True
-        )
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, NetError):
-                log.warning("%s dropped: %s", name, result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                self.aliases.add(name.text(self.config.codepage))
+        self._name_protocol.send(data, (broadcast, self.ports["name"]))
 
     async def add_alias(self, name: str) -> NetBIOSName:
         """NetMessageNameAdd: register `name` on the network, then add it to the table.
@@ -288,7 +294,7 @@ class Daemon:
             if self._netbios is not None:
                 await self._netbios.add_name(alias)
             elif self._registrations is not None:
-                await self._registrations.register(alias)
+                await self._registrations.add(alias)
             try:
                 self.aliases.add(name)
             except NetError:
@@ -346,6 +352,7 @@ class Daemon:
                 str(reason): count for reason, count in counters.items() if reason != Reason.ALLOWED
             },
             "store": None if self.inbox is None else await asyncio.to_thread(self.inbox.usage),
+            "interfaces": None if self._registrations is None else self._registrations.report(),
         }
 
     async def _open_udp(self, service: str, port: int, factory: Any) -> tuple[int, list[Any]]:
@@ -476,6 +483,14 @@ class Daemon:
         """NetMessageNameEnum: NetError ERROR_INVALID_LEVEL, or ERROR_INVALID_PARAMETER for
         a resume handle past the end. Safe from any thread (the table has its own lock)."""
         return self.aliases.enum(level, prefmaxlen, resume_handle)
+
+    def alias_subnets(self, name: str) -> dict[str, Any] | None:
+        """Where an alias in the table is registered, and where not and why (names info);
+        None without registration by broadcast. NetError NERR_NotLocalName."""
+        info = self.aliases.get_info(name, 0)
+        if self._registrations is None:
+            return None
+        return self._registrations.where(alias_name(info.name, self.config.codepage))
 
     def alias_info(self, name: str, level: int = 0) -> MessageInfo:
         """NetMessageNameGetInfo: NetError ERROR_INVALID_LEVEL or NERR_NotLocalName."""

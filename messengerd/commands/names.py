@@ -77,7 +77,7 @@ def cmd_names(args: argparse.Namespace) -> int:
                 _list(client, args.json)
             else:
                 reply = client.request("names.info", name=args.name, level=1)
-                _info(reply["entry"], args.json)
+                _info(reply["entry"], reply.get("subnets"), args.json)
     except (NetError, ControlError) as exc:
         return control_failure(exc)
     return EXIT_OK
@@ -105,10 +105,16 @@ def _list(client: ControlClient, json_output: bool) -> None:
     print(SUCCESS)
 
 
-def _info(entry: dict[str, Any], json_output: bool) -> None:
+def _info(entry: dict[str, Any], subnets: dict[str, Any] | None, json_output: bool) -> None:
     if json_output:
-        print(json.dumps(entry, ensure_ascii=False))
+        print(json.dumps(entry if subnets is None else {**entry, **subnets}, ensure_ascii=False))
         return
     print(f"{'Message alias':<20} {entry['name']}")
     print(f"{'Forwarded to':<20} {entry.get('forward') or '(not forwarded)'}")
+    if subnets is not None:
+        # Where the name is ours on the network (transport.subnets): one line per subnet.
+        for where in subnets.get("registered_on") or []:
+            print(f"{'Registered on':<20} {where}")
+        for where, why in (subnets.get("not_registered_on") or {}).items():
+            print(f"{'Not registered on':<20} {where}: {why}")
     print(SUCCESS)

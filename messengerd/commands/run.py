@@ -58,6 +58,7 @@ _CLI_OPTIONS = {
     "store": "store",
     "control_group": "control_group",
     "backend": "backend",
+    "interfaces": "interface",
 }
 """DaemonConfig field -> the argparse destination of its option (add_daemon_options)."""
 
@@ -77,6 +78,14 @@ def add_daemon_options(parser: argparse.ArgumentParser) -> None:
         type=ipv4,
         metavar="ADDR",
         help="address to listen on (default 0.0.0.0: every interface)",
+    )
+    parser.add_argument(
+        "--interface",
+        action="append",
+        metavar="NAME|NET",
+        help="with the default --bind, register names on this interface only (repeatable; "
+        "a name, shell wildcards allowed, or an address or network such as 10.0.0.0/8; "
+        "default: every interface that broadcasts, followed as they come and go)",
     )
     parser.add_argument(
         "--broadcast",

@@ -84,6 +84,12 @@ def status_lines(status: dict[str, Any]) -> list[tuple[str, str]]:
     where = f"{status.get('bind', '?')}: {listening}; broadcast {status.get('broadcast', '?')}"
     lines.append(("listening", where))
     lines.append(("aliases", ", ".join(status.get("aliases") or []) or "(none)"))
+    for subnet in status.get("interfaces") or []:
+        where = f"{subnet.get('interface') or 'subnet'} {subnet.get('address')}"
+        registered = ", ".join(subnet.get("names") or []) or "no names"
+        unregistered = subnet.get("not_registered") or {}
+        not_held = "".join(f"; not {name}: {why}" for name, why in unregistered.items())
+        lines.append(("names on", f"{where}: {registered}{not_held}"))
     lines.append(("received", _count(status.get("messages_received", 0), "message")))
     refused = status.get("refused") or {}
     reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(refused.items()))

@@ -106,6 +106,9 @@ class DaemonConfig:
     data_dir: Path = field(default_factory=default_data_dir)
     store: bool = True
     """Keep every message in the inbox before acknowledging it; False only prints them."""
+    interfaces: list[str] = field(default_factory=list)
+    """Which interfaces the default bind registers our names on (smb.conf's `interfaces`:
+    names with shell wildcards, addresses or networks); empty: every one that broadcasts."""
     retention: Retention = field(default_factory=Retention)
     """How much the inbox keeps (the settings' `[store]`); the oldest messages go first."""
     computer_name: str = field(default_factory=default_computer_name)

@@ -118,6 +118,7 @@ class DaemonSettings:
     codepage: str | None = None
     data_dir: Path | None = None
     store: bool | None = None
+    interfaces: list[str] | None = None
     control_group: str | None = None
     backend: str | None = None
 
@@ -227,6 +228,7 @@ DAEMON_KEYS: dict[str, Check] = {
     "store": values.boolean,
     "control_group": values.nonempty_string,
     "backend": values.one_of(BACKENDS),
+    "interfaces": values.string_list,
 }
 
 POLICY_KEYS: dict[str, Check] = {

@@ -8,12 +8,15 @@ echoed); each gets one reply line, `{"ok": true, ...}` or `{"ok": false, "code":
 - `status` -> pid, version, bind, broadcast, ports, aliases, data_dir, register,
   messages_received, started_at (ISO 8601, UTC), uptime (seconds), messages_allowed (let
   in by the policy), refused ({reason: count}, refusals only), store ({path, bytes,
-  messages}, or null without a store). Keys are only ever added.
+  messages, oldest, limits, pruned, disk_full}, or null without a store), interfaces
+  ([{interface, address, broadcast, names, not_registered {name: why}}] per subnet, or
+  null without registration). Keys are only ever added.
 - `names.add` {name} / `names.del` {name} -> {name}: NetMessageNameAdd / NetMessageNameDel.
 - `names.list` {level 0|1, prefmaxlen -1, resume_handle 0} -> {entries, total_entries,
   resume_handle, status}: NetMessageNameEnum; status 234 (ERROR_MORE_DATA) says to ask
   again from resume_handle.
-- `names.info` {name, level 0|1} -> {entry}: NetMessageNameGetInfo.
+- `names.info` {name, level 0|1} -> {entry, subnets}: NetMessageNameGetInfo; subnets is
+  {registered_on: [...], not_registered_on: {subnet: why}}, or null without registration.
 - `subscribe` -> {ok}, then `{"event": "message", "message": {...}}` for each new message
   (the keys of `messengerd run --json`) until the client closes the connection; before a
   message, `{"event": "dropped", "count": N}` when N older ones were dropped unsent.

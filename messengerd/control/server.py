@@ -415,7 +415,11 @@ class ControlServer:
             if op == "names.info":
                 level = int_param(request, "level", 0)
                 info = handler.alias_info(name_param(request), level)
-                return {"ok": True, "entry": info_document(info, level)}
+                reply = {"ok": True, "entry": info_document(info, level)}
+                where = getattr(handler, "alias_subnets", None)
+                if where is not None:
+                    reply["subnets"] = where(name_param(request))
+                return reply
         except NetError as exc:
             return error_reply(exc.code, exc.detail)
         known = ", ".join(OPS)

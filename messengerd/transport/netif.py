@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import array
+import fnmatch
 import ipaddress
 import socket
 import struct
 import sys
+from dataclasses import dataclass
 
 SIOCGIFCONF = 0x8912
 SIOCGIFNETMASK = 0x891B
+SIOCGIFFLAGS = 0x8913
+SIOCGIFBRDADDR = 0x8919
 """Linux ioctls (linux/sockios.h): list the IPv4 addresses with their interface names, and
-read one interface's netmask."""
+read one interface's netmask, flags and broadcast address."""
+IFF_UP = 0x1
+IFF_BROADCAST = 0x2
+IFF_LOOPBACK = 0x8
+"""Interface flags (linux/if.h): up, has a broadcast address, is a loopback."""
 IFREQ_SIZE = 40
 """sizeof(struct ifreq) on 64-bit Linux: 16-byte name and a 24-byte union."""
 IFNAMSIZ = 16
@@ -52,6 +60,78 @@ def interfaces() -> list[tuple[str, ipaddress.IPv4Interface]]:
             name = ifreq[:IFNAMSIZ].split(b"\0", 1)[0].decode(errors="replace")
             found.append((name, ipaddress.IPv4Interface(f"{ip}/{netmask}")))
     return found
+
+
+@dataclass(frozen=True)
+class Subnet:
+    """One IPv4 address of an interface that can broadcast: where the name service
+    registers our names (RFC 1002 §5.1.1: a B node's broadcasts reach its subnet only)."""
+
+    interface: str
+    """The interface's name (`eth0`); "" when the subnet was given, not found."""
+    address: ipaddress.IPv4Interface
+    broadcast: str
+
+    def label(self) -> str:
+        """`eth0 (198.51.100.0/25)`, for logs and status."""
+        network = str(self.address.network)
+        return f"{self.interface} ({network})" if self.interface else network
+
+
+def can_list_subnets() -> bool:
+    """True where broadcast_subnets() can see the interfaces (Linux: SIOCGIFCONF)."""
+    return sys.platform.startswith("linux")
+
+
+def broadcast_subnets() -> list[Subnet]:
+    """Every IPv4 address of an interface that is up, broadcasts and is not a loopback.
+
+    Plain AF_INET ioctls, no netlink (the systemd unit's RestrictAddressFamilies refuses it):
+    SIOCGIFCONF lists the addresses, SIOCGIFFLAGS and SIOCGIFBRDADDR say which can
+    broadcast and where. Empty off Linux.
+    """
+    if not sys.platform.startswith("linux"):
+        return []
+    import fcntl
+
+    found = []
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        for name, address in interfaces():
+            request = struct.pack(f"{IFNAMSIZ}s{IFREQ_SIZE - IFNAMSIZ}x", name.encode()[:15])
+            try:
+                flags = struct.unpack_from(
+                    "H", fcntl.ioctl(probe.fileno(), SIOCGIFFLAGS, request), IFNAMSIZ
+                )[0]
+                if flags & IFF_LOOPBACK or not flags & IFF_UP or not flags & IFF_BROADCAST:
+                    continue
+                broadcast = _sockaddr_in_address(
+                    fcntl.ioctl(probe.fileno(), SIOCGIFBRDADDR, request)
+                )
+            except OSError:
+                continue  # gone between the listing and the question
+            found.append(Subnet(name, address, broadcast))
+    return found
+
+
+def select_subnets(found: list[Subnet], wanted: list[str]) -> list[Subnet]:
+    """The subnets smb.conf's `interfaces` would take: each entry an interface name (shell
+    wildcards: `eth*`), an address or a network (`198.51.100.0/25`, `198.51.100.7`) that the
+    subnet's address is in. No entries: every subnet."""
+    if not wanted:
+        return list(found)
+    networks = []
+    names = []
+    for entry in wanted:
+        try:
+            networks.append(ipaddress.IPv4Network(entry, strict=False))
+        except ValueError:
+            names.append(entry)
+    return [
+        subnet
+        for subnet in found
+        if any(fnmatch.fnmatchcase(subnet.interface, name) for name in names)
+        or any(subnet.address.ip in network for network in networks)
+    ]
 
 
 def _sockaddr_in_address(ifreq: bytes) -> str:

@@ -29,11 +29,18 @@ class RegistrationRunner:
 
     `send` puts one packet on the wire to the broadcast address; it must not block.
     Hand it every registration answer the name service receives (`answer_received`).
+    `label` names where the broadcasts go (an interface and its subnet) in the log.
+
+    A registration request that cannot be sent (OSError: no route, the interface gone) ends
+    that registration with NERR_NetworkError: a name nobody was asked about is not ours.
     """
 
-    def __init__(self, registrar: Registrar, send: Callable[[bytes], None]) -> None:
+    def __init__(
+        self, registrar: Registrar, send: Callable[[bytes], None], *, label: str = ""
+    ) -> None:
         self.registrar = registrar
         self.send = send
+        self.label = label
         self._loop = asyncio.get_running_loop()
         self._waiting: dict[NetBIOSName, asyncio.Future[None]] = {}
         self._wake = asyncio.Event()
@@ -122,11 +129,11 @@ class RegistrationRunner:
         while True:
             event = self.registrar.next_event()
             if isinstance(event, Broadcast):
-                log.debug("broadcasting name %s for %s", event.what, event.name)
+                log.debug("broadcasting name %s for %s %s", event.what, event.name, self._on())
                 try:
                     self.send(event.data)
                 except OSError as exc:
-                    log.warning("name %s for %s not sent: %s", event.what, event.name, exc)
+                    self._not_sent(event, exc)
             elif isinstance(event, NameRegistered):
                 self._resolve(event.name, None)
             elif isinstance(event, NameConflict):
@@ -147,6 +154,25 @@ class RegistrationRunner:
                 log.debug("registration: ignored %s", event.reason)
             else:
                 return
+
+    def _on(self) -> str:
+        return f"on {self.label}" if self.label else ""
+
+    def _not_sent(self, event: Broadcast, exc: OSError) -> None:
+        reason = exc.strerror or str(exc)
+        if event.what != "registration":
+            where = self._on()
+            log.warning("name %s for %s %s not sent: %s", event.what, event.name, where, reason)
+            return
+        log.error(
+            "%s not registered %s: its registration request could not be sent (%s)",
+            event.name, self._on() or "", reason,
+        )  # fmt: skip
+        self.registrar.cancel(event.name)
+        where = self.label or "the network"
+        self._resolve(
+            event.name, NetError(lmerr.NERR_NetworkError, f"cannot send to {where}: {reason}")
+        )
 
     def _resolve(self, name: NetBIOSName, error: NetError | None) -> None:
         future = self._waiting.get(name)

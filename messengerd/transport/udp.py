@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -38,6 +40,9 @@ class NameServiceProtocol(asyncio.DatagramProtocol):
         self.transport: asyncio.DatagramTransport | None = None
         self.answer_received: AnswerReceived | None = None
         """Set once our own names are being registered (transport.registration)."""
+        self.service_for: Callable[[str], NameService | None] | None = None
+        """The name service of the subnet our address `local_ip` is on, when each subnet
+        has its own (transport.subnets); None, or its None: `service`."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.transport is None:
@@ -45,7 +50,7 @@ class NameServiceProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         local_ip = self.bind if self.bind != "0.0.0.0" else _local_address(addr[0])
-        service = self.service
+        service = (self.service_for and self.service_for(local_ip)) or self.service
         try:
             service.receive_data(data, source=addr, local_ip=local_ip)
             while True:
@@ -69,10 +74,21 @@ class NameServiceProtocol(asyncio.DatagramProtocol):
         log.debug("name service socket: %s", exc)
 
     def send(self, data: bytes, addr: tuple[str, int]) -> None:
-        """Send a request of our own (a registration broadcast) from this protocol's socket."""
+        """Send a request of our own (a registration broadcast) from this protocol's socket.
+
+        OSError when it cannot go (no route: "Network is unreachable"). The transport's own
+        sendto would hand that error to error_received, after the caller has taken the
+        request for sent; so the request goes through a duplicate of the socket's
+        descriptor, whose sendto raises. Only a full socket buffer leaves it to the
+        transport, which queues it.
+        """
         if self.transport is None or self.transport.is_closing():
             raise OSError("the name service socket is closed")
-        self.transport.sendto(data, addr)
+        with socket.socket(fileno=os.dup(self.transport.get_extra_info("socket").fileno())) as sock:
+            try:
+                sock.sendto(data, addr)
+            except BlockingIOError:
+                self.transport.sendto(data, addr)
 
 
 class DatagramServiceProtocol(asyncio.DatagramProtocol):
