@@ -3,8 +3,10 @@
 The alias table at start is the stored one (aliases.json in the data directory) plus the
 configured aliases (`--alias`, or the host name and user by default), as Windows registered
 the computer and user names at every start and kept nothing else. Every name is registered
-on the network before it is answered for; one another node holds is logged and dropped.
-The table as it then stands is stored again, and after every add and delete.
+on each subnet before it is answered for there (transport/subnets.py: every broadcasting
+interface with the default bind); one another node holds is dropped on that subnet, and
+from the table only when no subnet accepts it. The table as it then stands is stored
+again, and after every add and delete.
 """
 
 from __future__ import annotations
