@@ -173,6 +173,50 @@ def test_a_name_nmbd_holds_on_one_subnet_is_ours_on_the_other_only(hosts, starte
     assert any(f"HOLDER<03> is registered by {PEER_B}" in line for line in daemon.log)
 
 
+CLAIM = """\
+import socket, sys
+from messengerd.wire.names import alias_name
+from messengerd.wire.nbns import build_name_registration_request, parse_nbns
+peer, broadcast, name = sys.argv[1:]
+with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, 1)
+    sock.bind((peer, 0))
+    sock.settimeout(1.0)
+    sock.sendto(build_name_registration_request(0x4D44, alias_name(name), peer), (broadcast, 137))
+    try:
+        while True:
+            data, source = sock.recvfrom(1024)
+            answer = parse_nbns(data)
+            print(source[0], type(answer).__name__, getattr(answer, "rcode", ""))
+    except TimeoutError:
+        pass
+"""
+"""A peer's registration of `name` (one request, RD set, as nmbd sends): prints each answer."""
+
+
+def claim(hosts: TwoSubnets, peer: str, address: str, broadcast: str, name: str) -> list[str]:
+    result = hosts.run_in(peer, sys.executable, "-c", CLAIM, address, broadcast, name)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_each_subnet_defends_only_the_names_held_there(hosts, started):
+    # RCODE 6, ACT_ERR: "active error, name owned by another node" (RFC 1002 §4.2.6).
+    assert claim(hosts, hosts.peer_a, PEER_A, BROADCAST_A, "RECVR") == [
+        f"{HOST_A} RegistrationResponse 6"
+    ]
+    assert claim(hosts, hosts.peer_b, PEER_B, BROADCAST_B, "RECVR") == [
+        f"{HOST_B} RegistrationResponse 6"
+    ]
+    # HOLDER is ours on A only: on B nmbd (its owner) objects, and we stay silent.
+    assert claim(hosts, hosts.peer_a, PEER_A, BROADCAST_A, "HOLDER") == [
+        f"{HOST_A} RegistrationResponse 6"
+    ]
+    assert f"{HOST_B} RegistrationResponse 6" not in claim(
+        hosts, hosts.peer_b, PEER_B, BROADCAST_B, "HOLDER"
+    )
+
+
 def test_names_add_is_all_or_nothing_across_subnets(hosts, started):
     daemon, _ = started
     assert names_command(daemon.data_dir, "del", "HOLDER").returncode == 0
