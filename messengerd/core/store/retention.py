@@ -158,9 +158,7 @@ def prune_step(conn: sqlite3.Connection, retention: Retention, now: datetime) ->
         deleted = _delete_past_limits(conn, retention, now)
         conn.execute("COMMIT")
     except BaseException:
-        if conn.in_transaction:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+        schema.rollback(conn)
         raise
     return deleted
 
