@@ -97,7 +97,7 @@ READY = re.compile(
 )
 
 # The message states in the ledger (one byte a message).
-UNSENT, ACKED, SENT_DATAGRAM, FAILED, SPAM_ACKED = range(5)
+UNSENT, ACKED, SENT_DATAGRAM, FAILED, SPAM_ACKED, SPAM_SENT = range(6)
 
 
 @dataclass
@@ -256,7 +256,13 @@ class Ledger:
             self.window.append((message.path, latency))
 
 
-STATE_NAMES = {ACKED: "acked", SENT_DATAGRAM: "sent", FAILED: "failed", SPAM_ACKED: "acked"}
+STATE_NAMES = {
+    ACKED: "acked",
+    SENT_DATAGRAM: "sent",
+    FAILED: "failed",
+    SPAM_ACKED: "acked",
+    SPAM_SENT: "sent",
+}
 
 
 async def send_session(message: Message, port: int) -> None:
@@ -384,7 +390,7 @@ class Load:
             try:
                 if message.path == "mailslot":
                     send_mailslot(message, ports["datagram"])
-                    self.ledger.note(message, SENT_DATAGRAM)
+                    self.ledger.note(message, SPAM_SENT if spam else SENT_DATAGRAM)
                     await asyncio.sleep(MAILSLOT_PAUSE)
                     continue
                 async with asyncio.timeout(REPLY_TIMEOUT):
@@ -624,6 +630,7 @@ def check_store(data_dir: Path, ledger: Ledger, sent: int) -> dict:
             datagrams_kept += present[seq]
     for sender, _, _ in rows:
         spam_stored += sender == SPAM_SENDER
+    spam_datagrams_kept = sum(present[seq] for seq in range(sent) if ledger.state[seq] == SPAM_SENT)
     return {
         "integrity": integrity,
         "rows_inserted": inserted,
@@ -638,17 +645,22 @@ def check_store(data_dir: Path, ledger: Ledger, sent: int) -> dict:
         "flood_stored": flood_stored,
         "mailslot_sent_since_oldest_kept": datagrams,
         "mailslot_sent_since_oldest_kept_held": datagrams_kept,
+        "spam_mailslot_held": spam_datagrams_kept,
     }
 
 
-def log_problems(path: Path) -> list[str]:
-    """The receiver's ERROR and traceback lines (at most 20)."""
+LOG_PROBLEMS = ("Traceback", "refused a message", "cannot", "no room", "not stored", "lags")
+"""What in the receiver's log (it logs without levels) says something went wrong."""
+
+
+def log_problems(path: Path) -> dict:
+    """How many of the receiver's log lines say something went wrong, and the first 20."""
     lines = []
     with contextlib.suppress(OSError), open(path, encoding="utf-8") as log:
         for line in log:
-            if "Traceback" in line or " error" in line.lower():
+            if any(word in line for word in LOG_PROBLEMS):
                 lines.append(line.rstrip())
-    return lines[:20]
+    return {"count": len(lines), "first": lines[:20]}
 
 
 def machine() -> dict:
@@ -720,8 +732,10 @@ def summary(result: dict) -> str:
     lines += ["", "## Checks", "", "```", json.dumps(checks, indent=1), "```", "", "## Counts", ""]
     lines += ["```", json.dumps(result["counts"], indent=1), "```", "", "## Events", ""]
     lines += [f"- {e['t']:.0f} s: {e['kind']} {json.dumps(e)}" for e in result["events"]]
-    if result["receiver_log_errors"]:
-        lines += ["", "## Receiver log errors", "", "```", *result["receiver_log_errors"], "```"]
+    problems = result["receiver_log_errors"]
+    lines += ["", f"## Receiver log: {problems['count']} lines saying something went wrong", ""]
+    if problems["first"]:
+        lines += ["```", *problems["first"], "```"]
     return "\n".join(lines) + "\n"
 
 
