@@ -6,7 +6,6 @@ It reads the inbox file directly, so it works whether the daemon runs or not.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -19,6 +18,7 @@ from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
 from messengerd.config.options import front_end_data_dir
 from messengerd.core.datadir import unreachable
 from messengerd.core.store.inbox import DATABASE_NAME, Inbox, InboxError, StoredMessage
+from messengerd.core.visible import json_line
 
 FOLLOW_POLL_INTERVAL = 0.5
 """Seconds between looks for new messages with --follow; the daemon has no push channel yet."""
@@ -182,8 +182,9 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print(message: StoredMessage, json_lines: bool) -> None:
+    # For a terminal: JSON with what a terminal acts on escaped; text with it made visible.
     if json_lines:
-        line = json.dumps(message.to_json(), ensure_ascii=False)
+        line = json_line(message.to_json())
     else:
         marker = " " if message.read else UNREAD_MARKER
         line = f"{message.id:>5} {marker} {message.one_line()}"
