@@ -253,7 +253,7 @@ def test_sink_problems_name_the_sink_by_position_and_line():
         "messengerd.toml:14: key 'sink[4]': a forward sink needs 'host', or 'to' to look up "
         "by name",
         "messengerd.toml:16: key 'sink[4].hots': unknown key (known: host, to, via, port, "
-        "datagram_port, name_port, broadcast, codepage, fromname, timeout)",
+        "datagram_port, name_port, broadcast, codepage, fromname, timeout, concurrency, queue)",
         # Front ends subscribe on the control channel; "notify" is no sink type.
         "messengerd.toml:19: key 'sink[5].type': 'notify' is not one of "
         "console | command | forward",
