@@ -71,3 +71,13 @@ ncadg_ip_udp tower is 75 bytes."""
 
 MAX_EPT_TOWER_FLOORS = 16
 """Floors read from a protocol tower; a DCE tower over IP has 5."""
+NODE_STATUS_BURST = 4
+"""Node status answers one source gets at once: `nbtstat -A` asks up to three times, and
+`net send <IP>` once per message. An answer is up to 11 times the request's size."""
+
+NODE_STATUS_RATE = 1.0
+"""Node status answers a second one source gets once its burst is spent."""
+
+MAX_RATE_LIMITED_SOURCES = 4096
+"""Sources whose rate-limit buckets are kept; the least recently seen is forgotten (and
+starts again with a full bucket)."""
