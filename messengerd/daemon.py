@@ -5,6 +5,12 @@ configured aliases (`--alias`, or the host name and user by default), as Windows
 the computer and user names at every start and kept nothing else. Every name is registered
 on the network before it is answered for; one another node holds is logged and dropped.
 The table as it then stands is stored again, and after every add and delete.
+
+The listeners open before the names are registered (a taken port is reported before
+anything is broadcast), and a message to a name being registered is taken: the session and
+datagram services count those names as ours from the start (_Receiving), the name service
+only once no other node has objected. So a restart refuses no sender during the
+registration's 0.75 s, and a name another node defends is the only one dropped.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -30,9 +37,11 @@ from messengerd.core.aliases import (
     load_aliases,
     save_aliases,
 )
+from messengerd.core.limits import MAX_SESSIONS
 from messengerd.core.lmerr import NetError
 from messengerd.core.message import Message, Outcome
 from messengerd.core.policy import Policy, Reason
+from messengerd.core.ratelog import SummaryLog
 from messengerd.core.store.inbox import DATABASE_NAME, Inbox, InboxError, StoredMessage
 from messengerd.delivery import Fanout, Sink
 from messengerd.protocol.datagram import DatagramService
@@ -40,6 +49,7 @@ from messengerd.protocol.events import Directory, MessageReceived
 from messengerd.protocol.nameservice import NameService
 from messengerd.protocol.registration import Registrar
 from messengerd.protocol.rpc import RpcServer
+from messengerd.transport.fds import OPEN_FILES_WANTED, raise_open_file_limit, session_limit
 from messengerd.transport.netif import (
     LOOPBACK_NETWORK,
     broadcast_for,
@@ -76,15 +86,27 @@ class Hooks:
         return False
 
 
-class _SessionDirectory:
-    """The alias table as the session service sees it: less the names the hooks refuse."""
+class _Receiving:
+    """The alias table as the session and datagram services see it: with the names being
+    registered (a message to one is taken, not refused, while the network is asked), less
+    the names the hooks refuse a session. The name service sees the table itself."""
 
-    def __init__(self, aliases: AliasTable, hooks: Hooks) -> None:
+    def __init__(
+        self,
+        aliases: AliasTable,
+        registering: set[NetBIOSName],
+        refuses: Callable[[NetBIOSName], bool] | None = None,
+    ) -> None:
         self.aliases = aliases
-        self.hooks = hooks
+        self.registering = registering
+        self.refuses = refuses
 
     def is_local(self, name: NetBIOSName) -> bool:
-        return self.aliases.is_local(name) and not self.hooks.refuses_session(name)
+        if self.refuses is not None and self.refuses(name):
+            return False
+        return (
+            self.aliases.is_local(name) or NetBIOSName(name.name, name.suffix) in self.registering
+        )
 
     def is_group(self, name: NetBIOSName) -> bool:
         return self.aliases.is_group(name)
@@ -133,11 +155,21 @@ class Daemon:
             self.aliases, mac=uuid.getnode().to_bytes(6, "big"), ttl=self.name_ttl
         )
         self._name_protocol: NameServiceProtocol | None = None
+        self._name_summary = SummaryLog(log)
         self._registrations: RegistrationRunner | None = None
-        self._adding: set[NetBIOSName] = set()
+        self._registering: set[NetBIOSName] = set()
+        """Names being registered on the network now, at start or by add_alias."""
         self._save_lock = asyncio.Lock()
-        directory = self.aliases if hooks is None else _SessionDirectory(self.aliases, hooks)
-        self._sessions = SessionListener(directory, self.accept, codepage=config.codepage)
+        self._sessions = SessionListener(
+            _Receiving(
+                self.aliases,
+                self._registering,
+                hooks.refuses_session if hooks is not None else None,
+            ),
+            self.accept,
+            codepage=config.codepage,
+            idle_timeout=config.session_idle_timeout,
+        )
         self._udp: list[asyncio.DatagramTransport] = []
         self._datagram_protocols: list[DatagramServiceProtocol] = []
         self._rpc_protocols: list[RpcProtocol] = []
@@ -158,6 +190,15 @@ class Daemon:
         """
         self._started = (datetime.now(UTC), time.monotonic())
         directory = self._sessions.directory
+        self._sessions.max_sessions = session_limit(raise_open_file_limit())
+        if self._sessions.max_sessions < MAX_SESSIONS:
+            log.info(
+                "at most %d sessions: the open-file limit leaves no room for more "
+                "(raise LimitNOFILE or `ulimit -n` to %d for %d)",
+                self._sessions.max_sessions,
+                OPEN_FILES_WANTED,
+                MAX_SESSIONS,
+            )
         try:
             if self.control is not None:
                 try:
@@ -189,10 +230,16 @@ class Daemon:
         """NetBIOS over TCP/IP of our own: UDP 137 and 138, TCP 139, B-node registration."""
         bind = self.config.bind
         self.ports["name"], names = await self._open_udp(
-            "name", self.config.name_port, lambda: NameServiceProtocol(self._names, bind)
+            "name",
+            self.config.name_port,
+            lambda: NameServiceProtocol(self._names, bind, self._name_summary),
         )
         self._name_protocol = names[0]
-        datagrams = DatagramService(self.aliases, codepage=self.config.codepage)
+        for protocol in names[1:]:
+            protocol.on_broadcast_address = True
+        datagrams = DatagramService(
+            _Receiving(self.aliases, self._registering), codepage=self.config.codepage
+        )
         self.ports["datagram"], self._datagram_protocols = await self._open_udp(
             "datagram",
             self.config.datagram_port,
@@ -260,21 +307,26 @@ class Daemon:
         self._name_protocol.send(data, (self.broadcast, self.ports["name"]))
 
     async def _register_start_names(self) -> None:
-        """Register every alias at once; answer only for those no other node holds."""
+        """Register every alias at once; answer name queries only for those no other node
+        holds. Messages to them are taken meanwhile (_Receiving)."""
         assert self._registrations is not None
         names = self.aliases.names()
         for name in names:
             self.aliases.remove(name)
-        results = await asyncio.gather(
-            *(self._registrations.register(name) for name in names), return_exceptions=True
-        )
-        for name, result in zip(names, results, strict=True):
-            if isinstance(result, NetError):
-                log.warning("%s dropped: %s", name, result)
-            elif isinstance(result, BaseException):
-                raise result
-            else:
-                self.aliases.add(name.text(self.config.codepage))
+        self._registering.update(names)
+        try:
+            results = await asyncio.gather(
+                *(self._registrations.register(name) for name in names), return_exceptions=True
+            )
+            for name, result in zip(names, results, strict=True):
+                if isinstance(result, NetError):
+                    log.warning("%s dropped: %s", name, result)
+                elif isinstance(result, BaseException):
+                    raise result
+                else:
+                    self.aliases.add(name.text(self.config.codepage))
+        finally:
+            self._registering.difference_update(names)
 
     async def add_alias(self, name: str) -> NetBIOSName:
         """NetMessageNameAdd: register `name` on the network, then add it to the table.
@@ -282,8 +334,8 @@ class Daemon:
         NetError: the table's codes, or NERR_DuplicateName when another node holds the
         name (the table is then unchanged).
         """
-        alias = self.aliases.check_add(name, self._adding)
-        self._adding.add(alias)
+        alias = self.aliases.check_add(name, self._registering)
+        self._registering.add(alias)
         try:
             if self._netbios is not None:
                 await self._netbios.add_name(alias)
@@ -298,7 +350,7 @@ class Daemon:
                     self._registrations.release(alias)
                 raise
         finally:
-            self._adding.discard(alias)
+            self._registering.discard(alias)
         await self._save()
         log.info("alias %s added", alias)
         return alias
@@ -346,6 +398,8 @@ class Daemon:
                 str(reason): count for reason, count in counters.items() if reason != Reason.ALLOWED
             },
             "store": None if self.inbox is None else await asyncio.to_thread(self.inbox.usage),
+            "sessions": len(self._sessions.sessions),
+            "sink_overflow": self.fanout.overflowed(),
         }
 
     async def _open_udp(self, service: str, port: int, factory: Any) -> tuple[int, list[Any]]:
@@ -438,6 +492,7 @@ class Daemon:
             await self._registrations.close(release=True)
             self._registrations = None
         self._name_protocol = None
+        self._name_summary.flush()
         for transport in self._udp:
             transport.close()
         self._udp.clear()
@@ -451,6 +506,8 @@ class Daemon:
         self._rpc_protocols.clear()
         if self.inbox is not None:
             await self.inbox.aclose()
+        if self.policy is not None:
+            self.policy.flush_log()
         await self.fanout.drain()
         self._stopped.set()
 

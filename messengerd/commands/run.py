@@ -61,6 +61,9 @@ _CLI_OPTIONS = {
 }
 """DaemonConfig field -> the argparse destination of its option (add_daemon_options)."""
 
+_SETTINGS_ONLY = ("session_idle_timeout",)
+"""DaemonConfig fields only the settings file's `[daemon]` sets."""
+
 
 def add_parser(subparsers: Any) -> None:
     """Add `run` to the `messengerd` subcommands (the object add_subparsers returned)."""
@@ -184,6 +187,9 @@ def daemon_config(args: argparse.Namespace, settings: Settings | None = None) ->
         getattr(args, "rpc_port", None) is None and daemon.rpc is False
     ):
         values["rpc_port"] = None
+    for name in _SETTINGS_ONLY:
+        if getattr(daemon, name) is not None:
+            values[name] = getattr(daemon, name)
     if "codepage" in values:
         try:
             values["codepage"] = check_codepage(values["codepage"])
