@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from scapy.layers.smb import SMB_Header
 
+from messengerd.core.limits import MAX_SESSIONS_PER_SOURCE
 from messengerd.wire import nbss, smb
 from messengerd.wire.datagram import build_mailslot_datagrams
 from messengerd.wire.layers.smb import (
@@ -38,6 +39,8 @@ REPLY_TIMEOUT = 10.0
 """Seconds to wait for any one reply before the message counts as failed."""
 HOLD_BATCH = 100
 """Idle sessions opened at a time, well under the listener's backlog of 1024."""
+HOLD_PER_SOURCE = MAX_SESSIONS_PER_SOURCE // 2
+"""Idle sessions from each loopback address: under messengerd's per-source limit."""
 WANT_FILES = 8192
 """Soft fd limit the client asks for: 1,000+ sockets for `hold` with room to spare."""
 
@@ -327,10 +330,12 @@ async def hold_sessions(args: argparse.Namespace) -> None:
     writers: list[asyncio.StreamWriter] = []
     failures: dict[str, int] = {}
 
-    async def open_one() -> None:
+    async def open_one(number: int) -> None:
         try:
             async with asyncio.timeout(REPLY_TIMEOUT):
-                reader, writer = await asyncio.open_connection(LOOPBACK, args.port)
+                reader, writer = await asyncio.open_connection(
+                    LOOPBACK, args.port, local_addr=(hold_source(number), 0)
+                )
                 writer.write(request)
                 answer = await reader.readexactly(nbss.NBSS_HEADER_LENGTH)
         except (OSError, EOFError, TimeoutError) as exc:
@@ -343,12 +348,19 @@ async def hold_sessions(args: argparse.Namespace) -> None:
 
     for start in range(0, args.count, HOLD_BATCH):
         batch = range(start, min(args.count, start + HOLD_BATCH))
-        await asyncio.gather(*(open_one() for _ in batch))
+        await asyncio.gather(*(open_one(number) for number in batch))
     _emit({"open": len(writers), "failed": failures})
     # Hold them, idle, until bench/run.py has read the daemon's memory and says so.
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     for writer in writers:
         writer.close()
+
+
+def hold_source(number: int) -> str:
+    """The loopback address idle session `number` comes from: HOLD_PER_SOURCE to each, as
+    many hosts would, since a receiver takes only so many sessions from one address."""
+    host = number // HOLD_PER_SOURCE
+    return f"127.0.{host // 254}.{host % 254 + 1}"
 
 
 def _emit(result: dict) -> None:
