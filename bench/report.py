@@ -56,7 +56,7 @@ def report(results: dict) -> str:
     lines += _cpu_table(sessions, results.get("trace"))
     lines += _other_rows(results)
     lines += _writer_table(results.get("trace"))
-    lines += _disturbed(sessions)
+    lines += _disturbed(sessions, results.get("trace"))
     lines += _profile(results.get("profile"))
     lines += _profile(results.get("profile_gil"))
     return "\n".join(lines)
@@ -311,26 +311,28 @@ def _writer_table(trace: dict | None) -> list[str]:
     ]
 
 
-def _disturbed(sessions: dict) -> list[str]:
+def _disturbed(sessions: dict, trace: dict | None) -> list[str]:
+    runs = [
+        (f"{kind} round {number}", run)
+        for kind in ("store", "nostore")
+        if isinstance(sessions.get(kind), dict)
+        for number, run in enumerate(sessions[kind]["rounds"], 1)
+    ]
+    if trace:
+        runs.append(("the traced round", trace))
     noisy = []
-    for kind in ("store", "nostore"):
-        if kind not in sessions or not isinstance(sessions[kind], dict):
+    for label, run in runs:
+        loaded, cpu = run["loaded"], run["loaded"].get("cpu")
+        if not cpu:
             continue
-        for number, run in enumerate(sessions[kind]["rounds"], 1):
-            loaded, cpu = run["loaded"], run["loaded"].get("cpu")
-            if not cpu:
-                continue
-            senders = 100 * loaded["client_cpu_seconds"] / loaded["seconds"]
-            rest = _rest(cpu, senders)
-            if rest > NOISE_PCT or cpu["steal_pct"] > STEAL_PCT:
-                noisy.append(
-                    f"{kind} round {number} (others {rest:.0f}%, steal {cpu['steal_pct']:.0f}%)"
-                )
+        rest = _rest(cpu, 100 * loaded["client_cpu_seconds"] / loaded["seconds"])
+        if rest > NOISE_PCT or cpu["steal_pct"] > STEAL_PCT:
+            noisy.append(f"{label} (others {rest:.0f}%, steal {cpu['steal_pct']:.0f}%)")
     if not noisy:
         return []
     return [
-        f"**Disturbed**: other processes or the hypervisor took CPU during {', '.join(noisy)}: "
-        "the medians are less so; rerun on a quiet machine (`--wait-quiet`).",
+        f"**Disturbed**: other processes or the hypervisor took CPU during {', '.join(noisy)} "
+        "(% of one core): the medians are less so; rerun when the machine is quiet.",
         "",
     ]
 

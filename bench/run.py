@@ -438,6 +438,7 @@ def main() -> int:
         "options": [
             o for o in ("--wait-quiet", "--no-smbd") if getattr(args, o[2:].replace("-", "_"))
         ],
+        "note": args.note,
     }
     # On disk, not tmpfs: the store's fsync must cost what it costs in a real data folder.
     work = Path(tempfile.mkdtemp(prefix="messengerd-bench-", dir="/var/tmp"))
