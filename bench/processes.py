@@ -198,7 +198,7 @@ class Receiver:
         command = [
             *(program or (sys.executable, "-m", "messengerd")), "run", "--json",
             "--bind", LOOPBACK, "--broadcast", BROADCAST,
-            "--name-port", "0", "--datagram-port", "0", "--session-port", "0",
+            "--name-port", "0", "--datagram-port", "0", "--session-port", "0", "--rpc-port", "0",
             "--alias", ALIAS, "--data-dir", str(self.data_dir), *options,
         ]  # fmt: skip
         # No settings file of the user's: the default path points into our folder, empty.

@@ -13,12 +13,13 @@ from collections.abc import Sequence
 
 from messengerd import __version__
 from messengerd.commands import config as config_command
-from messengerd.commands import decode, doctor, history, names, run, send, service, tray
+from messengerd.commands import decode, doctor, history, names, run, send, service, status, tray
 from messengerd.commands.exits import EXIT_USAGE, UsageError
 from messengerd.daemon import ListenError
 
-COMMANDS = (run, history, send, decode, config_command, names, tray, doctor, service)
+COMMANDS = (run, status, history, send, decode, config_command, names, tray, doctor, service)
 """The subcommands, in the order `messengerd --help` lists them."""
+VERBOSE_HELP = "log debug detail"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,11 +28,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Receive Windows Messenger-service messages (net send, WinPopup).",
     )
     parser.add_argument("--version", action="version", version=f"messengerd {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    parser.add_argument("-v", "--verbose", action="store_true", help=VERBOSE_HELP)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(commands)
+    _accept_verbose_after(parser)
     return parser
+
+
+def _accept_verbose_after(parser: argparse.ArgumentParser) -> None:
+    """Let `-v` follow any subcommand too (`messengerd run -v`, `messengerd names list -v`).
+
+    SUPPRESS as the default: a subcommand's parser without -v given leaves the top-level
+    one's value alone.
+    """
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                subparser.add_argument(
+                    "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                    help=VERBOSE_HELP,
+                )  # fmt: skip
+                _accept_verbose_after(subparser)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,14 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
-from typing import Any
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from messengerd import __version__
 from messengerd.config.options import DaemonConfig
 from messengerd.control.protocol import ControlError
 from messengerd.control.server import ControlServer
-from messengerd.core import lmerr
+from messengerd.core import datadir, lmerr
 from messengerd.core.aliases import (
     MAX_PREFERRED_LENGTH,
     AliasTable,
@@ -30,13 +32,14 @@ from messengerd.core.aliases import (
 )
 from messengerd.core.lmerr import NetError
 from messengerd.core.message import Message, Outcome
-from messengerd.core.policy import Policy
-from messengerd.core.store.inbox import Inbox, InboxError, StoredMessage
+from messengerd.core.policy import Policy, Reason
+from messengerd.core.store.inbox import DATABASE_NAME, Inbox, InboxError, StoredMessage
 from messengerd.delivery import Fanout, Sink
 from messengerd.protocol.datagram import DatagramService
-from messengerd.protocol.events import MessageReceived
+from messengerd.protocol.events import Directory, MessageReceived
 from messengerd.protocol.nameservice import NameService
 from messengerd.protocol.registration import Registrar
+from messengerd.protocol.rpc import RpcServer
 from messengerd.transport.netif import (
     LOOPBACK_NETWORK,
     broadcast_for,
@@ -44,12 +47,17 @@ from messengerd.transport.netif import (
     local_address_for,
 )
 from messengerd.transport.registration import RegistrationRunner
+from messengerd.transport.rpc import RpcProtocol
 from messengerd.transport.session import SessionListener
 from messengerd.transport.sockets import ListenError, listen_error, open_udp
 from messengerd.transport.udp import DatagramServiceProtocol, NameServiceProtocol
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import NetBIOSName, alias_name
 from messengerd.wire.nbns import DEFAULT_TTL
+
+if TYPE_CHECKING:
+    from messengerd.windows.backend import NetbiosBackend
+    from messengerd.windows.netbios import NetbiosApi
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +97,9 @@ class Daemon:
     """One receiver: `await start()`, messages go to the sinks, `await stop()`.
 
     Raises NetError for a configured alias Windows would refuse, AliasFileError (a
-    ValueError) for an unreadable aliases.json, ValueError for an unknown control mode.
+    ValueError) for an unreadable aliases.json, ValueError for an unknown control mode,
+    DataDirError when the data directory cannot be made, written or shared with the control
+    group (messengerd.core.datadir).
     """
 
     def __init__(
@@ -99,10 +109,14 @@ class Daemon:
         *,
         policy: Policy | None = None,
         hooks: Hooks | None = None,
+        netbios_api: NetbiosApi | None = None,
     ) -> None:
+        """`netbios_api`: the Netbios() seam for backend "netbios" (default: netapi32's)."""
         self.config = config
         self.policy = policy
         self.hooks = hooks
+        group = datadir.ControlGroup.named(config.control_group) if config.control_group else None
+        datadir.prepare(config.data_dir, group, [DATABASE_NAME] if config.store else [])
         self.aliases = _alias_table(config)
         self.fanout = Fanout(list(sinks or []))
         self.inbox = Inbox(config.data_dir) if config.store else None
@@ -110,7 +124,7 @@ class Daemon:
         self.ports: dict[str, int] = {}
         self.messages_received = 0
         self.control = (
-            ControlServer(self, config.data_dir, mode=config.control)
+            ControlServer(self, config.data_dir, mode=config.control, group=group)
             if config.control != "none"
             else None
         )
@@ -126,7 +140,11 @@ class Daemon:
         self._sessions = SessionListener(directory, self.accept, codepage=config.codepage)
         self._udp: list[asyncio.DatagramTransport] = []
         self._datagram_protocols: list[DatagramServiceProtocol] = []
+        self._rpc_protocols: list[RpcProtocol] = []
+        self._netbios_api = netbios_api
+        self._netbios: NetbiosBackend | None = None
         self._stopped = asyncio.Event()
+        self._started: tuple[datetime, float] | None = None
 
     def add_sink(self, sink: Sink) -> None:
         """Send every later message to `sink` too."""
@@ -135,38 +153,24 @@ class Daemon:
     async def start(self) -> None:
         """Open the listeners and the control channel, register the aliases, then serve.
 
-        Raises ListenError (one line, actionable) if a port or the control address is taken.
+        Raises ListenError (one line, actionable) if a port or the control address is taken,
+        or the NetBIOS API backend cannot work here.
         """
-        bind = self.config.bind
+        self._started = (datetime.now(UTC), time.monotonic())
+        directory = self._sessions.directory
         try:
             if self.control is not None:
                 try:
                     await self.control.start()
                 except ControlError as exc:
                     raise ListenError(str(exc)) from None
-            self.ports["name"], names = await self._open_udp(
-                "name", self.config.name_port, lambda: NameServiceProtocol(self._names, bind)
-            )
-            self._name_protocol = names[0]
-            datagrams = DatagramService(self.aliases, codepage=self.config.codepage)
-            self.ports["datagram"], self._datagram_protocols = await self._open_udp(
-                "datagram",
-                self.config.datagram_port,
-                lambda: DatagramServiceProtocol(datagrams, self.accept),
-            )
-            try:
-                self.ports["session"] = await self._sessions.start(bind, self.config.session_port)
-            except OSError as exc:
-                raise listen_error("session", bind, self.config.session_port, exc) from None
-            if self.config.register:
-                registrar = Registrar(
-                    self._registration_address(),
-                    ttl=self.name_ttl,
-                    first_trn_id=RegistrationRunner.random_trn_id(),
-                )
-                self._registrations = RegistrationRunner(registrar, self._send_name_broadcast)
-                self._name_protocol.answer_received = self._registrations.answer_received
-                await self._register_start_names()
+            if self.config.backend == "netbios":
+                where = await self._start_netbios(directory)
+            else:
+                where = await self._start_sockets(directory)
+            if self.config.rpc_port is not None:
+                await self._open_rpc(directory, self.config.rpc_port)
+                where += f", rpc {self.ports['rpc']}/udp"
             await self._save()
             if self.control is not None:
                 self.fanout.sinks.append(self.control)
@@ -175,14 +179,65 @@ class Daemon:
             await self.stop()
             raise
         log.info(
-            "listening on %s: name %d/udp, datagram %d/udp, session %d/tcp; aliases %s%s",
-            bind,
-            self.ports["name"],
-            self.ports["datagram"],
-            self.ports["session"],
+            "listening %s; aliases %s%s",
+            where,
             ", ".join(str(name) for name in self.aliases.names()) or "(none)",
             f"; control {self.control.address}" if self.control is not None else "",
         )
+
+    async def _start_sockets(self, directory: Directory) -> str:
+        """NetBIOS over TCP/IP of our own: UDP 137 and 138, TCP 139, B-node registration."""
+        bind = self.config.bind
+        self.ports["name"], names = await self._open_udp(
+            "name", self.config.name_port, lambda: NameServiceProtocol(self._names, bind)
+        )
+        self._name_protocol = names[0]
+        datagrams = DatagramService(self.aliases, codepage=self.config.codepage)
+        self.ports["datagram"], self._datagram_protocols = await self._open_udp(
+            "datagram",
+            self.config.datagram_port,
+            lambda: DatagramServiceProtocol(datagrams, self.accept),
+        )
+        try:
+            self.ports["session"] = await self._sessions.start(bind, self.config.session_port)
+        except OSError as exc:
+            raise listen_error("session", bind, self.config.session_port, exc) from None
+        if self.config.register:
+            registrar = Registrar(
+                self._registration_address(),
+                ttl=self.name_ttl,
+                first_trn_id=RegistrationRunner.random_trn_id(),
+            )
+            self._registrations = RegistrationRunner(registrar, self._send_name_broadcast)
+            self._name_protocol.answer_received = self._registrations.answer_received
+            await self._register_start_names()
+        return (
+            f"on {bind}: name {self.ports['name']}/udp, datagram {self.ports['datagram']}/udp, "
+            f"session {self.ports['session']}/tcp"
+        )
+
+    async def _start_netbios(self, directory: Directory) -> str:
+        """The NetBIOS API backend (Windows, experimental): Windows' NetBT keeps the ports
+        and hands us our names' sessions and datagrams (messengerd.windows.backend)."""
+        from messengerd.windows.backend import NetbiosBackend, NetbiosBackendError
+        from messengerd.windows.netbios import Netapi32, NetbiosUnavailable
+
+        try:
+            api = self._netbios_api or Netapi32()
+        except NetbiosUnavailable as exc:
+            raise ListenError(str(exc)) from None
+        self._netbios = NetbiosBackend(api, directory, self.accept, codepage=self.config.codepage)
+        names = self.aliases.names()
+        for name in names:
+            self.aliases.remove(name)
+        try:
+            added = await self._netbios.start(names)
+        except NetbiosBackendError as exc:
+            raise ListenError(str(exc)) from None
+        for name in added:
+            self.aliases.add(name.text(self.config.codepage))
+        lanas = ", ".join(str(lana.number) for lana in self._netbios.lanas)
+        return f"through the NetBIOS API on LANA {lanas}"
 
     # -- names -----------------------------------------------------------------------------
 
@@ -230,12 +285,16 @@ class Daemon:
         alias = self.aliases.check_add(name, self._adding)
         self._adding.add(alias)
         try:
-            if self._registrations is not None:
+            if self._netbios is not None:
+                await self._netbios.add_name(alias)
+            elif self._registrations is not None:
                 await self._registrations.register(alias)
             try:
                 self.aliases.add(name)
             except NetError:
-                if self._registrations is not None:
+                if self._netbios is not None:
+                    await self._netbios.delete_name(alias)
+                elif self._registrations is not None:
                     self._registrations.release(alias)
                 raise
         finally:
@@ -247,7 +306,9 @@ class Daemon:
     async def delete_alias(self, name: str) -> NetBIOSName:
         """NetMessageNameDel: take `name` out of the table and release it on the network."""
         alias = self.aliases.delete(name)
-        if self._registrations is not None:
+        if self._netbios is not None:
+            await self._netbios.delete_name(alias)
+        elif self._registrations is not None:
             self._registrations.release(alias)
         await self._save()
         log.info("alias %s deleted", alias)
@@ -264,8 +325,10 @@ class Daemon:
             except OSError as exc:
                 log.error("alias table not stored in %s: %s", self.config.data_dir, exc)
 
-    def status(self) -> dict[str, Any]:
-        """What the control channel's `status` reports."""
+    async def status(self) -> dict[str, Any]:
+        """What the control channel's `status` reports (control/protocol.py lists the keys)."""
+        started_at, started = self._started or (None, time.monotonic())
+        counters = {} if self.policy is None else self.policy.counters
         return {
             "pid": os.getpid(),
             "version": __version__,
@@ -276,9 +339,13 @@ class Daemon:
             "messages_received": self.messages_received,
             "data_dir": os.fspath(self.config.data_dir),
             "register": self.config.register,
-            "refused": {}
-            if self.policy is None
-            else {str(reason): count for reason, count in self.policy.counters.items()},
+            "started_at": None if started_at is None else started_at.isoformat(),
+            "uptime": round(time.monotonic() - started, 3),
+            "messages_allowed": counters.get(Reason.ALLOWED, 0),
+            "refused": {
+                str(reason): count for reason, count in counters.items() if reason != Reason.ALLOWED
+            },
+            "store": None if self.inbox is None else await asyncio.to_thread(self.inbox.usage),
         }
 
     async def _open_udp(self, service: str, port: int, factory: Any) -> tuple[int, list[Any]]:
@@ -290,6 +357,21 @@ class Daemon:
         port, transports, protocols = await open_udp(service, hosts, port, factory)
         self._udp += transports
         return port, protocols
+
+    async def _open_rpc(self, directory: Directory, port: int) -> None:
+        """The RPC listener: one RpcServer for its sockets, made once the port is bound, since
+        ept_map answers name it (transport/rpc.py)."""
+        self.ports["rpc"], self._rpc_protocols = await self._open_udp(
+            "rpc", port, lambda: RpcProtocol(self.accept)
+        )
+        server = RpcServer(
+            directory,
+            port=self.ports["rpc"],
+            server_boot=int(time.time()),
+            codepage=self.config.codepage,
+        )
+        for protocol in self._rpc_protocols:
+            protocol.server = server
 
     async def accept(self, event: MessageReceived, peer: str) -> Outcome:
         """Take a complete message from `peer`: store it durably, then show it.
@@ -348,6 +430,9 @@ class Daemon:
             if self.control in self.fanout.sinks:
                 self.fanout.sinks.remove(self.control)
         await self._sessions.stop()
+        if self._netbios is not None:
+            await self._netbios.stop()
+            self._netbios = None
         if self._registrations is not None:
             # Before the sockets close: the releases go out through them.
             await self._registrations.close(release=True)
@@ -356,9 +441,14 @@ class Daemon:
         for transport in self._udp:
             transport.close()
         self._udp.clear()
-        for protocol in self._datagram_protocols:
+        udp: list[DatagramServiceProtocol | RpcProtocol] = [
+            *self._datagram_protocols,
+            *self._rpc_protocols,
+        ]
+        for protocol in udp:
             await protocol.close()
         self._datagram_protocols.clear()
+        self._rpc_protocols.clear()
         if self.inbox is not None:
             await self.inbox.aclose()
         await self.fanout.drain()

@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from messengerd.config.options import DaemonConfig
+from messengerd.config.options import RPC_PORT, DaemonConfig
 
 UNIX_PATH_MAX = 108
 """Bytes of an AF_UNIX socket path, NUL included (Linux's sockaddr_un.sun_path)."""
@@ -40,7 +40,12 @@ TCP_LISTEN = "0A"
 WINDOWS_IN_USE = (10048, 10013)
 """WSAEADDRINUSE, and WSAEACCES: what bind() says on Windows for a port another socket
 holds exclusively, as NetBT holds 137-139."""
-PORT_OPTIONS = {"name": "--name-port", "datagram": "--datagram-port", "session": "--session-port"}
+PORT_OPTIONS = {
+    "name": "--name-port",
+    "datagram": "--datagram-port",
+    "session": "--session-port",
+    "rpc": "--rpc-port",
+}
 
 
 @dataclass(frozen=True)
@@ -68,16 +73,15 @@ class Port:
 
 
 def ports(config: DaemonConfig) -> list[Port]:
-    """The ports `messengerd run` with this config opens, in the order it opens them.
-
-    The RPC port (MS-MSRP over DCE/RPC UDP, issue 15) joins this list once the daemon
-    opens it; its check is then the same as the others'.
-    """
-    return [
+    """The ports `messengerd run` with this config opens, in the order it opens them."""
+    found = [
         Port("name", "udp", config.name_port),
         Port("datagram", "udp", config.datagram_port),
         Port("session", "tcp", config.session_port),
     ]
+    if config.rpc_port is not None:
+        found.append(Port("rpc", "udp", config.rpc_port))
+    return found
 
 
 @dataclass
@@ -127,6 +131,8 @@ def run_checks(config: DaemonConfig, environment: Environment | None = None) -> 
     environment = environment or Environment.here()
     daemon = _running_daemon(config.data_dir)
     checks = [_port_check(port, config, environment, daemon) for port in ports(config)]
+    if config.rpc_port is None:
+        checks.append(_rpc_off(environment))
     if environment.windows:
         from messengerd.windows import checks as windows_checks
 
@@ -140,6 +146,21 @@ def run_checks(config: DaemonConfig, environment: Environment | None = None) -> 
 
 
 # -- ports -----------------------------------------------------------------------------------
+
+
+def _rpc_off(environment: Environment) -> Check:
+    """What it means that the RPC path is off, and how to have it."""
+    if environment.windows:
+        why = "Windows' own RPC endpoint mapper (RPCSS) holds UDP 135"
+    else:
+        why = "--no-rpc or `rpc = false`"
+    return Check(
+        "rpc path",
+        True,
+        f"off ({why}): NetrSendMessage calls are not received; --rpc-port PORT serves them "
+        "on a port of your choosing (senders that found the endpoint through ept_map on 135 "
+        "will not find it there)",
+    )
 
 
 def _port_check(
@@ -156,9 +177,9 @@ def _port_check(
         return Check(
             name,
             False,
-            f"no permission to listen on {where}: run as root, allow it with `setcap "
-            f"cap_net_bind_service=+ep $(readlink -f $(which python3))`, or use a high port "
-            f"with {PORT_OPTIONS[port.service]}",
+            f"no permission to listen on {where}: run it as the messengerd service "
+            f"(service/README.md), give the capability to a dedicated venv's interpreter only, "
+            f"or use a high port with {PORT_OPTIONS[port.service]}",
         )
     if failure.errno == errno.EADDRNOTAVAIL:
         return Check(name, False, f"{config.bind} is not an address of this host: check --bind")
@@ -170,6 +191,14 @@ def _port_check(
     if environment.windows:
         from messengerd.windows.checks import windows_holder
 
+        if port.service == "rpc" and port.number == RPC_PORT:
+            return Check(
+                name,
+                False,
+                f"{where} is held by Windows' RPC endpoint mapper (RPCSS), which Windows "
+                "needs: leave it, and choose another port with --rpc-port or turn the RPC "
+                "path off with --no-rpc",
+            )
         return Check(name, False, windows_holder(port, config, environment))
     holders = port_holders(port, config.bind, environment.proc)
     if daemon is not None and any(pid == daemon.get("pid") for _, pid in holders):

@@ -15,6 +15,7 @@ import logging
 import os
 import secrets
 import socket
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, get_args
@@ -22,6 +23,7 @@ from typing import Literal, get_args
 from messengerd.config.options import (
     DATAGRAM_SERVICE_PORT,
     NAME_SERVICE_PORT,
+    RPC_PORT,
     SESSION_SERVICE_PORT,
     default_computer_name,
 )
@@ -37,7 +39,7 @@ from messengerd.protocol.session_client import (
     SessionRefused,
 )
 from messengerd.transport.netif import broadcast_for
-from messengerd.wire import smb
+from messengerd.wire import rpc, smb
 from messengerd.wire.datagram import MESSENGER_DATAGRAM_BYTES, build_mailslot_datagrams
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import (
@@ -52,7 +54,7 @@ from messengerd.wire.text import DEFAULT_CODEPAGE, MESSENGER_LINE_BREAK, check_c
 
 log = logging.getLogger(__name__)
 
-Via = Literal["auto", "session", "mailslot"]
+Via = Literal["auto", "session", "mailslot", "rpc"]
 VIAS: tuple[str, ...] = get_args(Via)
 
 CRLF = b"\r\n"
@@ -83,7 +85,7 @@ class Delivery:
     for a D0.
     """
 
-    path: Literal["session", "mailslot"]
+    path: Literal["session", "mailslot", "rpc"]
     address: str
     port: int
     pieces: int
@@ -162,7 +164,7 @@ def prepare_message(
         raise _invalid(f"the sender name must be 1 to {limits.MAX_FIELD_BYTES} bytes, no NUL")
     if b"\x00" in body:
         raise _invalid("the text contains a NUL, which ends it on every receiver")
-    bound = MAX_MAILSLOT_TEXT_BYTES if via == "mailslot" else MAX_SESSION_TEXT_BYTES
+    bound = MAX_MAILSLOT_TEXT_BYTES if via in ("mailslot", "rpc") else MAX_SESSION_TEXT_BYTES
     if len(body) > bound:
         raise _invalid(f"the text is {len(body)} bytes; at most {bound} go over {via}")
     calling = own_name.encode(codepage)
@@ -310,6 +312,108 @@ def send_mailslot(
     return Delivery("mailslot", address, port, len(datagrams))
 
 
+# --- the RPC path ([MS-MSRP] §3.2.4.1, C706 ch. 12) -------------------------------------------
+
+RPC_RETRANSMIT_INTERVAL = 1.0
+"""Seconds a call waits for its reply before it sends the request again. C706's clients
+retransmit with backoff from about a second; the server answers a repeat from its reply
+cache, so the message is never delivered twice."""
+
+
+RPC_MAX_REPLIES = 64
+"""Datagrams held unread from one server: a call's replies are one or two (a fack, then the
+response); more is a flood, and the rest are dropped."""
+
+
+class _RpcReplies(asyncio.DatagramProtocol):
+    """The datagrams a server sends back on our socket, and the ICMP error of a closed port."""
+
+    def __init__(self) -> None:
+        self.replies: asyncio.Queue[bytes | OSError] = asyncio.Queue(maxsize=RPC_MAX_REPLIES)
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.replies.put_nowait(data)
+
+    def error_received(self, exc: Exception) -> None:
+        if isinstance(exc, OSError):
+            with contextlib.suppress(asyncio.QueueFull):
+                self.replies.put_nowait(exc)
+
+
+async def send_rpc(
+    message: OutgoingMessage, address: str, port: int = RPC_PORT, *, timeout: float
+) -> Delivery:
+    """Deliver as one NetrSendMessage call over connectionless DCE/RPC on UDP, and wait for
+    its response: status 0 is delivered, NERR_NameNotFound is no such alias there, anything
+    else NERR_NetworkError. Sent again every RPC_RETRANSMIT_INTERVAL until `timeout`."""
+    where = f"{address}:{port}/udp"
+    act_id = uuid.uuid4()
+    datagrams = rpc.build_netr_send_message_call(
+        message.sender, message.recipient.name, message.text, act_id=act_id
+    )
+    loop = asyncio.get_running_loop()
+    try:
+        transport, protocol = await loop.create_datagram_endpoint(
+            _RpcReplies, remote_addr=(address, port)
+        )
+    except OSError as exc:
+        raise NetError(lmerr.NERR_NetworkError, f"cannot reach {where}: {exc}") from None
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                for datagram in datagrams:
+                    transport.sendto(datagram)
+                reply = await _rpc_reply(protocol, act_id, where)
+                if reply is None:
+                    continue  # nocall, or silence: send the call again
+                return _rpc_outcome(reply, address, port, len(datagrams), where)
+    except TimeoutError:
+        raise NetError(
+            lmerr.NERR_NetworkError, f"{where} did not answer the call within {timeout:g} s"
+        ) from None
+    finally:
+        transport.close()
+
+
+async def _rpc_reply(protocol: _RpcReplies, act_id: uuid.UUID, where: str) -> rpc.CallReply | None:
+    """The server's final word on the call, or None when it is time to send it again."""
+    while True:
+        try:
+            async with asyncio.timeout(RPC_RETRANSMIT_INTERVAL):
+                data = await protocol.replies.get()
+        except TimeoutError:
+            return None
+        if isinstance(data, OSError):
+            raise NetError(lmerr.NERR_NetworkError, f"{where}: {data.strerror or data}")
+        try:
+            reply = rpc.parse_call_reply(data, act_id=act_id, seqnum=0)
+        except WireError as exc:
+            log.debug("ignored a datagram from %s: %s", where, exc)
+            continue
+        if reply.ptype is rpc.PacketType.NOCALL:
+            return None
+        if reply.ptype in (rpc.PacketType.RESPONSE, rpc.PacketType.FAULT, rpc.PacketType.REJECT):
+            return reply
+        # working, fack: the server has the call; its response follows.
+
+
+def _rpc_outcome(
+    reply: rpc.CallReply, address: str, port: int, pieces: int, where: str
+) -> Delivery:
+    status = reply.status
+    if reply.ptype is rpc.PacketType.RESPONSE and status == lmerr.NERR_Success:
+        return Delivery("rpc", address, port, pieces)
+    if reply.ptype is rpc.PacketType.RESPONSE and status == lmerr.NERR_NameNotFound:
+        raise NetError(lmerr.NERR_NameNotFound, f"{where} has no such message alias")
+    if reply.ptype is rpc.PacketType.RESPONSE:
+        said = lmerr.NAMES.get(status or 0, f"status {status}")
+        raise NetError(lmerr.NERR_NetworkError, f"{where} refused the message: {said}")
+    said = rpc.STATUS_NAMES.get(status or 0, f"0x{status or 0:08X}")
+    kind = reply.ptype.name.lower()
+    raise NetError(lmerr.NERR_NetworkError, f"{where} answered the call with a {kind}: {said}")
+
+
 # --- name resolution (RFC 1002 §4.2.12-4.2.14) ------------------------------------------------
 
 
@@ -417,6 +521,7 @@ async def send_message(
     port: int = SESSION_SERVICE_PORT,
     datagram_port: int = DATAGRAM_SERVICE_PORT,
     name_port: int = NAME_SERVICE_PORT,
+    rpc_port: int = RPC_PORT,
     broadcast: str | None = None,
     codepage: str = DEFAULT_CODEPAGE,
     line_break: bytes = MESSENGER_LINE_BREAK,
@@ -426,9 +531,10 @@ async def send_message(
 
     The receiver's address is `host` when given, else a broadcast NAME QUERY to `broadcast`
     (default: this host's LAN broadcast) on `name_port`. `via`: `session` (TCP `port`),
-    `mailslot` (UDP `datagram_port`) or `auto`: the session, then the mailslot when no session
-    can be opened. Errors: ERROR_INVALID_PARAMETER for a bad name, text or option;
-    NERR_NameNotFound when the name does not resolve or its session is refused;
+    `mailslot` (UDP `datagram_port`), `rpc` (NetrSendMessage on UDP `rpc_port`) or `auto`: the
+    session, then the mailslot when no session can be opened. Errors: ERROR_INVALID_PARAMETER
+    for a bad name, text or option; NERR_NameNotFound when the name does not resolve, its
+    session is refused or the RPC receiver has no such alias;
     NERR_NetworkError when the network or the receiver fails (a closed port, no reply, an SMB
     error reply); ERROR_NOT_SUPPORTED for another `servername`.
     """
@@ -440,6 +546,7 @@ async def send_message(
         ("port", port),
         ("datagram_port", datagram_port),
         ("name_port", name_port),
+        ("rpc_port", rpc_port),
     ):
         if not 0 < value <= 0xFFFF:
             raise _invalid(f"{label} {value} is not a port number")
@@ -456,6 +563,8 @@ async def send_message(
         log.debug("%s is at %s", message.recipient, address)
     if via == "mailslot":
         return send_mailslot(message, address, datagram_port)
+    if via == "rpc":
+        return await send_rpc(message, address, rpc_port, timeout=timeout)
     try:
         return await send_session(message, address, port, timeout=timeout)
     except _Unreachable as exc:
@@ -479,6 +588,7 @@ def net_message_buffer_send(
     port: int = SESSION_SERVICE_PORT,
     datagram_port: int = DATAGRAM_SERVICE_PORT,
     name_port: int = NAME_SERVICE_PORT,
+    rpc_port: int = RPC_PORT,
     broadcast: str | None = None,
     codepage: str = DEFAULT_CODEPAGE,
     line_break: bytes = MESSENGER_LINE_BREAK,
@@ -505,6 +615,7 @@ def net_message_buffer_send(
             port=port,
             datagram_port=datagram_port,
             name_port=name_port,
+            rpc_port=rpc_port,
             broadcast=broadcast,
             codepage=codepage,
             line_break=line_break,

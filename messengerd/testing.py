@@ -48,10 +48,12 @@ class Faults:
     """What the receiver does wrong on purpose; change the fields at any time.
 
     - `refused_names`: aliases whose SESSION REQUEST gets a NEGATIVE SESSION RESPONSE,
-      "called name not present" (RFC 1002 §4.3.4); name queries are still answered.
-    - `smb_error`: answer each completed session message (D0, D6) with ERRSRV/ERRnoroom
-      instead of success, and keep it.
-    - `reply_delay`: seconds to wait before answering each completed session message.
+      "called name not present" (RFC 1002 §4.3.4), and whose RPC calls get NERR_NameNotFound;
+      name queries are still answered.
+    - `smb_error`: answer each completed session message (D0, D6) with ERRSRV/ERRnoroom, and
+      each RPC call with NERR_NoRoom, instead of success; the message is not kept.
+    - `reply_delay`: seconds to wait before answering each completed session message or RPC
+      call.
     - `drop_datagrams`: lose every mailslot message, as a busy network loses UDP.
     """
 
@@ -80,12 +82,12 @@ class _FaultHooks(Hooks):
         if message.path == "mailslot" and faults.drop_datagrams:
             log.info("dropped a mailslot message from %s on purpose", message.peer)
             return Outcome("refused", reason="dropped on purpose (Faults.drop_datagrams)")
-        if message.path != "session":
+        if message.path not in ("session", "rpc"):
             return None
         if faults.reply_delay > 0:
             await asyncio.sleep(faults.reply_delay)
         if faults.smb_error:
-            log.info("refusing a session message from %s on purpose", message.peer)
+            log.info("refusing a %s message from %s on purpose", message.path, message.peer)
             return Outcome("error", reason="refused on purpose (Faults.smb_error)")
         return None
 
@@ -140,6 +142,7 @@ class MessengerController:
             name_port=0,
             datagram_port=0,
             session_port=0,
+            rpc_port=0,
             aliases=list(aliases),
             workgroups=list(workgroups),
             codepage=codepage,
@@ -208,7 +211,7 @@ class MessengerController:
 
     @property
     def ports(self) -> dict[str, int]:
-        """The bound ports: {"name": UDP, "datagram": UDP, "session": TCP}."""
+        """The bound ports: {"name": UDP, "datagram": UDP, "session": TCP, "rpc": UDP}."""
         if self.daemon is None:
             raise RuntimeError("the controller is not running: call start() first")
         return dict(self.daemon.ports)
@@ -226,6 +229,10 @@ class MessengerController:
         return self.ports["session"]
 
     @property
+    def rpc_port(self) -> int:
+        return self.ports["rpc"]
+
+    @property
     def send_options(self) -> dict[str, Any]:
         """Keywords for messengerd.sender.net_message_buffer_send that reach this receiver
         by address; drop `host` to make the sender resolve the name by broadcast query."""
@@ -234,6 +241,7 @@ class MessengerController:
             "port": self.session_port,
             "datagram_port": self.datagram_port,
             "name_port": self.name_port,
+            "rpc_port": self.rpc_port,
             "broadcast": self.broadcast,
         }
 

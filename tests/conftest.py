@@ -102,3 +102,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
         terminalreporter.write_line(
             f"pure tier ({PURE_TIER}): {len(tests)} tests in {seconds:.1f} s"
         )
+
+
+@pytest.fixture(scope="session")
+def deployment():
+    """messengerd installed by the README's Quick start commands into a venv every user can
+    read (tests/deployed.py); needs root, Debian's python3 with python3-venv, and pip's index."""
+    from tests.deployed import deploy, public_folder
+
+    with public_folder() as public:
+        yield deploy(public)

@@ -26,28 +26,36 @@ START_TIMEOUT = 20.0
 
 
 class DaemonProcess:
-    """`python -m messengerd run --json` bound to 127.0.0.1, its messages read from stdout."""
+    """`python -m messengerd run --json` bound to 127.0.0.1, its messages read from stdout.
+
+    `command` runs instead as given (a deployed messengerd, a sandboxed one), with `env`
+    for its whole environment; `json_lines=False` queues its stdout lines as text.
+    """
 
     def __init__(
         self,
         *args: str,
-        data_dir: Path,
+        data_dir: Path | None,
         bind: str = "127.0.0.1",
         broadcast: str = "127.255.255.255",
         ports: tuple[int, int, int] = (0, 0, 0),
         netns: str | None = None,
+        command: list[str] | None = None,
+        env: dict[str, str] | None = None,
+        json_lines: bool = True,
     ) -> None:
-        command = [
-            sys.executable, "-m", "messengerd", "-v", "run", "--json",
-            "--bind", bind, "--broadcast", broadcast,
-            "--name-port", str(ports[0]), "--datagram-port", str(ports[1]),
-            "--session-port", str(ports[2]),
-            "--data-dir", str(data_dir), *args,
-        ]  # fmt: skip
-        if netns:
-            command = ["ip", "netns", "exec", netns, *command]
+        if command is None:
+            command = [
+                sys.executable, "-m", "messengerd", "-v", "run", "--json",
+                "--bind", bind, "--broadcast", broadcast,
+                "--name-port", str(ports[0]), "--datagram-port", str(ports[1]),
+                "--session-port", str(ports[2]), "--rpc-port", "0",
+                "--data-dir", str(data_dir), *args,
+            ]  # fmt: skip
+            if netns:
+                command = ["ip", "netns", "exec", netns, *command]
         self.data_dir = data_dir
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ if env is None else env, PYTHONUNBUFFERED="1")
         self.process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -56,7 +64,7 @@ class DaemonProcess:
             encoding="utf-8",
             env=env,
         )
-        self.messages: queue.Queue[dict] = queue.Queue()
+        self.messages: queue.Queue = queue.Queue()
         self.log: list[str] = []
         self.ports: dict[str, int] = {}
         ready = threading.Event()
@@ -74,7 +82,7 @@ class DaemonProcess:
         def read_stdout() -> None:
             assert self.process.stdout is not None
             for line in self.process.stdout:
-                self.messages.put(json.loads(line))
+                self.messages.put(json.loads(line) if json_lines else line.rstrip("\n"))
 
         threading.Thread(target=read_stderr, daemon=True).start()
         threading.Thread(target=read_stdout, daemon=True).start()

@@ -11,7 +11,12 @@ from typing import Any
 
 from messengerd.commands.arguments import peer_port
 from messengerd.commands.exits import EXIT_OK, UsageError
-from messengerd.config.options import DATAGRAM_SERVICE_PORT, NAME_SERVICE_PORT, SESSION_SERVICE_PORT
+from messengerd.config.options import (
+    DATAGRAM_SERVICE_PORT,
+    NAME_SERVICE_PORT,
+    RPC_PORT,
+    SESSION_SERVICE_PORT,
+)
 from messengerd.wire.text import DEFAULT_CODEPAGE, check_codepage
 
 
@@ -20,7 +25,7 @@ def add_parser(subparsers: Any) -> None:
     decode = subparsers.add_parser(
         "decode",
         help="list the messages and name service events in a pcap or pcapng file",
-        description="Print every Messenger message (session and mailslot) and every NetBIOS "
+        description="Print every Messenger message (session, mailslot, RPC) and every NetBIOS "
         "name service event in a capture, one a line, decoded by the receiver's own code.",
     )
     decode.add_argument("capture", type=Path, metavar="FILE", help="a .pcap or .pcapng file")
@@ -34,6 +39,7 @@ def add_parser(subparsers: Any) -> None:
         ("--name-port", NAME_SERVICE_PORT, "name service UDP"),
         ("--datagram-port", DATAGRAM_SERVICE_PORT, "datagram service UDP"),
         ("--session-port", SESSION_SERVICE_PORT, "session service TCP"),
+        ("--rpc-port", RPC_PORT, "RPC (NetrSendMessage) UDP"),
     ):
         decode.add_argument(
             option,
@@ -67,6 +73,7 @@ def cmd_decode(args: argparse.Namespace) -> int:
         name_ports=args.name_port or [NAME_SERVICE_PORT],
         datagram_ports=args.datagram_port or [DATAGRAM_SERVICE_PORT],
         session_ports=args.session_port or [SESSION_SERVICE_PORT],
+        rpc_ports=args.rpc_port or [RPC_PORT],
     )
     try:
         for event in events:

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
-from messengerd.config.options import default_data_dir
-from messengerd.core.store.inbox import Inbox, InboxError, StoredMessage
+from messengerd.config.options import front_end_data_dir
+from messengerd.core.datadir import unreachable
+from messengerd.core.store.inbox import DATABASE_NAME, Inbox, InboxError, StoredMessage
 
 FOLLOW_POLL_INTERVAL = 0.5
 """Seconds between looks for new messages with --follow; the daemon has no push channel yet."""
@@ -83,7 +84,7 @@ def add_parser(subparsers: Any) -> None:
         "--data-dir",
         type=Path,
         metavar="DIR",
-        help=f"where the inbox is (default {default_data_dir()})",
+        help="where the inbox is (default: your own, else the system service's)",
     )
     history.add_argument("--json", action="store_true", help="print one JSON object per message")
     history.add_argument(
@@ -127,8 +128,11 @@ def add_parser(subparsers: Any) -> None:
 
 def cmd_history(args: argparse.Namespace) -> int:
     """Run `messengerd history`; UsageError for a bad --since."""
-    data_dir: Path = args.data_dir or default_data_dir()
+    data_dir: Path = args.data_dir or front_end_data_dir(DATABASE_NAME)
     filters = _filters(args)
+    denied = unreachable(data_dir)
+    if denied is not None:
+        raise UsageError(denied)
     try:
         if args.follow:
             return _follow(data_dir, filters, args)

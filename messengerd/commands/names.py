@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
-from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
-from messengerd.config.options import default_data_dir
+from messengerd.commands.exits import EXIT_OK, control_failure
+from messengerd.config.options import front_end_data_dir
 from messengerd.control.client import ControlClient
-from messengerd.control.protocol import ControlError
+from messengerd.control.protocol import CONTROL_SOCKET, ControlError
 from messengerd.core import lmerr
 from messengerd.core.lmerr import NetError
 
@@ -37,7 +36,8 @@ def add_parser(subparsers: Any) -> None:
         "--data-dir",
         type=Path,
         metavar="DIR",
-        help=f"the data directory of the daemon to act on (default {default_data_dir()})",
+        help="the data directory of the daemon to act on (default: your own daemon's, "
+        "else the system service's)",
     )
     names = subparsers.add_parser(
         "names",
@@ -64,7 +64,7 @@ def add_parser(subparsers: Any) -> None:
 
 def cmd_names(args: argparse.Namespace) -> int:
     """Run `messengerd names ACTION`; the exit code as described in the module docstring."""
-    data_dir: Path = args.data_dir or default_data_dir()
+    data_dir: Path = args.data_dir or front_end_data_dir(CONTROL_SOCKET)
     try:
         with ControlClient(data_dir) as client:
             if args.names_action == "add":
@@ -78,12 +78,8 @@ def cmd_names(args: argparse.Namespace) -> int:
             else:
                 reply = client.request("names.info", name=args.name, level=1)
                 _info(reply["entry"], args.json)
-    except NetError as exc:
-        print(f"messengerd: {exc.name} ({exc.code}): {lmerr.describe(exc.code)}", file=sys.stderr)
-        return EXIT_FAILED
-    except ControlError as exc:
-        print(f"messengerd: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    except (NetError, ControlError) as exc:
+        return control_failure(exc)
     return EXIT_OK
 
 

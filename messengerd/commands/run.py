@@ -17,14 +17,17 @@ from pathlib import Path
 from typing import Any
 
 from messengerd.commands.arguments import ipv4, listen_port
-from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
-from messengerd.config.options import DaemonConfig, default_data_dir
+from messengerd.commands.exits import EXIT_OK, EXIT_USAGE, UsageError
+from messengerd.config.options import BACKENDS, DaemonConfig, default_data_dir
 from messengerd.config.settings import (
     Settings,
     SettingsError,
     default_config_path,
     find_settings,
 )
+from messengerd.control.server import MAX_CONNECTIONS
+from messengerd.core.datadir import DataDirError
+from messengerd.core.limits import MAX_SESSIONS
 from messengerd.core.lmerr import NetError
 from messengerd.core.policy import Policy
 from messengerd.core.store.inbox import InboxError
@@ -34,17 +37,27 @@ from messengerd.wire.text import DEFAULT_CODEPAGE, check_codepage
 
 log = logging.getLogger("messengerd")
 
+OPEN_FILES_RESERVE = 64
+"""Descriptors beside sessions and control connections: the listeners, the inbox's SQLite
+files, the log, and the pipes of message commands running at once."""
+OPEN_FILES_NEEDED = MAX_SESSIONS + MAX_CONNECTIONS + OPEN_FILES_RESERVE
+"""Open files a daemon at its limits holds; `run` raises its soft limit this far when the
+hard limit allows (service/messengerd.service sets LimitNOFILE above it)."""
+
 _CLI_OPTIONS = {
     "bind": "bind",
     "broadcast": "broadcast",
     "name_port": "name_port",
     "datagram_port": "datagram_port",
     "session_port": "session_port",
+    "rpc_port": "rpc_port",
     "aliases": "alias",
     "workgroups": "workgroup",
     "codepage": "codepage",
     "data_dir": "data_dir",
     "store": "store",
+    "control_group": "control_group",
+    "backend": "backend",
 }
 """DaemonConfig field -> the argparse destination of its option (add_daemon_options)."""
 
@@ -91,6 +104,20 @@ def add_daemon_options(parser: argparse.ArgumentParser) -> None:
         help="NetBIOS session service TCP port (default 139)",
     )
     parser.add_argument(
+        "--rpc-port",
+        type=listen_port,
+        metavar="N",
+        help="UDP port of the RPC path, MS-MSRP NetrSendMessage (default 135; off on Windows, "
+        "where RPCSS holds 135)",
+    )
+    parser.add_argument(
+        "--no-rpc",
+        dest="rpc",
+        action="store_false",
+        default=None,
+        help="no RPC listener",
+    )
+    parser.add_argument(
         "--alias",
         action="append",
         metavar="NAME",
@@ -114,11 +141,23 @@ def add_daemon_options(parser: argparse.ArgumentParser) -> None:
         help=f"where state is kept (default {default_data_dir()})",
     )
     parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="sockets: NetBIOS over TCP/IP of our own (default); netbios: Windows' NetBIOS "
+        "API beside Windows' own NetBT (experimental; see service/README.md)",
+    )
+    parser.add_argument(
         "--no-store",
         dest="store",
         action="store_false",
         default=None,
         help="keep no inbox: acknowledge and show messages without storing them",
+    )
+    parser.add_argument(
+        "--control-group",
+        metavar="GROUP",
+        help="let members of GROUP use the control channel (names, status, the tray) and "
+        "read the history (Unix; default: this user and root only)",
     )
     parser.add_argument(
         "--config",
@@ -140,6 +179,11 @@ def daemon_config(args: argparse.Namespace, settings: Settings | None = None) ->
             value = getattr(daemon, name)
         if value is not None:
             values[name] = value
+    # --no-rpc, or `rpc = false` in the file unless --rpc-port asks for it here.
+    if getattr(args, "rpc", None) is False or (
+        getattr(args, "rpc_port", None) is None and daemon.rpc is False
+    ):
+        values["rpc_port"] = None
     if "codepage" in values:
         try:
             values["codepage"] = check_codepage(values["codepage"])
@@ -162,14 +206,38 @@ def cmd_run(args: argparse.Namespace) -> int:
         daemon = Daemon(config, sinks, policy=Policy(**settings.policy_arguments()))
     except NetError as exc:
         raise UsageError(f"bad alias: {exc}") from None
-    except InboxError as exc:
-        print(f"messengerd: {exc}", file=sys.stderr)
-        return EXIT_FAILED
+    except (DataDirError, InboxError) as exc:
+        # The data directory or the inbox in it: for the user to fix, like a taken port.
+        raise UsageError(str(exc)) from None
     except ValueError as exc:
         raise UsageError(str(exc)) from None
+    _raise_open_files_limit()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run_daemon(daemon))
     return EXIT_OK
+
+
+def _raise_open_files_limit() -> None:
+    """Let the soft limit on open files reach OPEN_FILES_NEEDED where the hard limit allows
+    (a login session's soft limit is often 1024, under MAX_SESSIONS); warn where it does not."""
+    if sys.platform == "win32":
+        return  # no such limit on sockets there
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY or soft >= OPEN_FILES_NEEDED:
+        return
+    wanted = OPEN_FILES_NEEDED if hard == resource.RLIM_INFINITY else min(hard, OPEN_FILES_NEEDED)
+    if wanted > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    if wanted < OPEN_FILES_NEEDED:
+        log.warning(
+            "open files limited to %d (%d needed for %d sessions): raise it (ulimit -Hn, "
+            "or LimitNOFILE= in a systemd unit)",
+            wanted,
+            OPEN_FILES_NEEDED,
+            MAX_SESSIONS,
+        )
 
 
 async def _run_daemon(daemon: Daemon) -> None:

@@ -10,7 +10,12 @@ from typing import Any
 
 from messengerd.commands.arguments import ipv4, peer_port
 from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
-from messengerd.config.options import DATAGRAM_SERVICE_PORT, NAME_SERVICE_PORT, SESSION_SERVICE_PORT
+from messengerd.config.options import (
+    DATAGRAM_SERVICE_PORT,
+    NAME_SERVICE_PORT,
+    RPC_PORT,
+    SESSION_SERVICE_PORT,
+)
 from messengerd.core.lmerr import NetError, describe
 from messengerd.sender import CRLF, SESSION_TIMEOUT, VIAS, send_message
 from messengerd.wire.text import DEFAULT_CODEPAGE, MESSENGER_LINE_BREAK, check_codepage
@@ -49,7 +54,8 @@ def add_parser(subparsers: Any) -> None:
         "--via",
         choices=VIAS,
         default="auto",
-        help="session, mailslot, or auto: the session, then the mailslot (default auto)",
+        help="session, mailslot, rpc (MS-MSRP NetrSendMessage over UDP), or auto: the session, "
+        "then the mailslot (default auto)",
     )
     send.add_argument(
         "--host", type=ipv4, metavar="ADDR", help="the recipient's address: no name query"
@@ -60,6 +66,13 @@ def add_parser(subparsers: Any) -> None:
         default=SESSION_SERVICE_PORT,
         metavar="N",
         help=f"session service TCP port (default {SESSION_SERVICE_PORT})",
+    )
+    send.add_argument(
+        "--rpc-port",
+        type=peer_port,
+        default=RPC_PORT,
+        metavar="N",
+        help=f"RPC UDP port for --via rpc (default {RPC_PORT})",
     )
     send.add_argument(
         "--datagram-port",
@@ -124,6 +137,7 @@ def cmd_send(args: argparse.Namespace) -> int:
                 port=args.port,
                 datagram_port=args.datagram_port,
                 name_port=args.name_port,
+                rpc_port=args.rpc_port,
                 broadcast=args.broadcast,
                 codepage=codepage,
                 line_break=CRLF if args.crlf else MESSENGER_LINE_BREAK,

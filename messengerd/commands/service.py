@@ -1,7 +1,8 @@
-"""`messengerd service install|remove|start|stop|status`: the Windows service.
+"""`messengerd service install|remove|start|stop|status`: the Windows service, or systemd's.
 
-On Windows each action goes to the service control manager (messengerd.windows.service);
-elsewhere the command says in one line where the service instructions are and exits 2.
+On Windows each action goes to the service control manager (messengerd.windows.service); on
+Linux to systemd (messengerd.service_linux); elsewhere the command says in one line where
+the service instructions are and exits 2.
 """
 
 from __future__ import annotations
@@ -23,11 +24,13 @@ def add_parser(subparsers: Any) -> None:
     """Add `service` to the `messengerd` subcommands (the object add_subparsers returned)."""
     service = subparsers.add_parser(
         "service",
-        help="install, remove, start, stop or show the Windows service",
+        help="install, remove, start, stop or show the service (Windows; systemd on Linux)",
         description="The Windows service: delayed automatic start, restarted on failure, "
         "settings in %%PROGRAMDATA%%\\messengerd\\messengerd.toml, each message in the "
         "Application event log and shown in the console session. install, remove, start and "
-        "stop need an elevated PowerShell.",
+        "stop need an elevated PowerShell. On Linux, systemd's messengerd.service: install "
+        "(as root) creates the messengerd user and group, writes the unit and enables it "
+        "(service/README.md).",
     )
     service.add_argument("action", choices=ACTIONS, metavar="ACTION", help=" | ".join(ACTIONS))
     service.set_defaults(handler=cmd_service)
@@ -35,6 +38,10 @@ def add_parser(subparsers: Any) -> None:
 
 def cmd_service(args: argparse.Namespace, control: Any = None) -> int:
     """Run one action; `control` is the ServiceControl to use (default: the real SCM)."""
+    if control is None and sys.platform.startswith("linux"):
+        from messengerd import service_linux
+
+        return service_linux.cmd_service(args.action)
     if control is None and sys.platform != "win32":
         print(ELSEWHERE, file=sys.stderr)
         return EXIT_USAGE

@@ -18,7 +18,8 @@ from typing import Any
 
 from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
 from messengerd.commands.run import add_daemon_options, daemon_config
-from messengerd.config.options import default_data_dir
+from messengerd.config.options import front_end_data_dir
+from messengerd.control.protocol import CONTROL_SOCKET
 
 DAEMON_ONLY = (
     "bind",
@@ -30,6 +31,7 @@ DAEMON_ONLY = (
     "workgroup",
     "codepage",
     "store",
+    "control_group",
 )
 """`run` options that only mean something with --standalone (--data-dir means both)."""
 
@@ -65,6 +67,12 @@ def add_parser(subparsers: Any) -> None:
         "desktop's locale format (LC_TIME)",
     )
     tray.add_argument(
+        "--autostart",
+        choices=("on", "off"),
+        help="start the tray when you log on, or no longer, and exit (Windows: the Run key; "
+        "Linux: ~/.config/autostart)",
+    )
+    tray.add_argument(
         "--dnd",
         action="store_true",
         help="start in do-not-disturb: keep messages (unread) without popping them up",
@@ -75,6 +83,8 @@ def add_parser(subparsers: Any) -> None:
 
 def cmd_tray(args: argparse.Namespace) -> int:
     """Run the tray until Quit, Ctrl-C or SIGTERM."""
+    if args.autostart is not None:
+        return _autostart(args.autostart == "on")
     if not args.standalone:
         _check_attach_options(args)
     from messengerd.tray.app import TrayApp, load_pystray, open_display
@@ -107,6 +117,21 @@ def cmd_tray(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _autostart(enabled: bool) -> int:
+    from messengerd.tray.autostart import set_autostart
+
+    try:
+        print(set_autostart(enabled))
+    except NotImplementedError as exc:
+        raise UsageError(str(exc)) from None
+    except OSError as exc:
+        raise UsageError(
+            f"cannot change the autostart entry: {exc.strerror or exc}; check that your "
+            "configuration directory is writable"
+        ) from None
+    return EXIT_OK
+
+
 def _check_attach_options(args: argparse.Namespace) -> None:
     defaults = argparse.ArgumentParser(add_help=False)
     add_daemon_options(defaults)
@@ -125,15 +150,26 @@ def _check_attach_options(args: argparse.Namespace) -> None:
 
 def _standalone(args: argparse.Namespace, root: Any, pystray: Any, notifier: Any) -> Any:
     from messengerd.background import DaemonThread, LocalAliases
+    from messengerd.config.settings import SettingsError, find_settings
     from messengerd.core.lmerr import NetError
+    from messengerd.core.policy import Policy
     from messengerd.core.store.inbox import Inbox, InboxError
     from messengerd.daemon import Daemon
+    from messengerd.delivery.routing import SINK_TYPES, build_sinks
     from messengerd.tray.app import TrayApp, TraySink
     from messengerd.tray.presenter import Presenter
 
-    config = daemon_config(args)
     try:
-        daemon = Daemon(config, [])
+        settings = find_settings(args.config, sink_types=SINK_TYPES)
+    except SettingsError as exc:
+        for line in exc.lines():
+            print(f"messengerd: {line}", file=sys.stderr)
+        return None
+    config = daemon_config(args, settings)
+    try:
+        # The tray shows every message itself: only the sinks the file names, no console.
+        sinks = build_sinks(settings) if settings.sinks else []
+        daemon = Daemon(config, sinks, policy=Policy(**settings.policy_arguments()))
         store = Inbox(config.data_dir, create=False) if config.store else None
     except NetError as exc:
         raise UsageError(f"bad --alias: {exc}") from None
@@ -167,7 +203,7 @@ def _attached(args: argparse.Namespace, root: Any, pystray: Any, notifier: Any) 
     from messengerd.tray.attach import ControlAliases, Subscription
     from messengerd.tray.presenter import Presenter
 
-    data_dir: Path = args.data_dir or default_data_dir()
+    data_dir: Path = args.data_dir or front_end_data_dir(CONTROL_SOCKET)
     try:
         store = Inbox(data_dir, create=False)
     except FileNotFoundError:

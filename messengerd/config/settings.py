@@ -12,6 +12,9 @@ type = "command"          # console | command | forward
 name = "popup"            # default: the type; routes name sinks by it
 command = "notify-send -- %f %s"
 
+[[sink]]
+type = "console"          # named "console", its type
+
 [routing]
 default = ["console"]     # sinks for recipients not listed below (default: every sink)
 aliases = { ALERTS = ["popup", "console"] }
@@ -39,6 +42,7 @@ from typing import Any
 import platformdirs
 
 from messengerd.config import values
+from messengerd.config.options import BACKENDS
 from messengerd.config.tomlkeys import Key, key_lines, key_text, line_of
 from messengerd.config.values import Check, toml_type
 from messengerd.wire.errors import WireError
@@ -101,11 +105,15 @@ class DaemonSettings:
     name_port: int | None = None
     datagram_port: int | None = None
     session_port: int | None = None
+    rpc_port: int | None = None
+    rpc: bool | None = None
     aliases: list[str] | None = None
     workgroups: list[str] | None = None
     codepage: str | None = None
     data_dir: Path | None = None
     store: bool | None = None
+    control_group: str | None = None
+    backend: str | None = None
 
 
 @dataclass
@@ -195,11 +203,15 @@ DAEMON_KEYS: dict[str, Check] = {
     "name_port": values.port,
     "datagram_port": values.port,
     "session_port": values.port,
+    "rpc_port": values.port,
+    "rpc": values.boolean,
     "aliases": values.string_list,
     "workgroups": values.string_list,
     "codepage": values.codepage,
     "data_dir": values.nonempty_string,
     "store": values.boolean,
+    "control_group": values.nonempty_string,
+    "backend": values.one_of(BACKENDS),
 }
 
 POLICY_KEYS: dict[str, Check] = {

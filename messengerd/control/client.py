@@ -7,6 +7,7 @@ events (messengerd.control.protocol).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from messengerd.control.protocol import (
     read_tcp_file,
 )
 from messengerd.core import lmerr
+from messengerd.core.datadir import unreachable
 from messengerd.core.lmerr import NetError
 
 log = logging.getLogger(__name__)
@@ -63,7 +65,10 @@ class _Connection:
         return reply
 
     def request(self, request: dict[str, Any]) -> dict[str, Any]:
-        self.send(request)
+        # A daemon that refused us as we connected may have closed already; its refusal is
+        # still there to read.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            self.send(request)
         return self.receive()
 
     def close(self) -> None:
@@ -109,6 +114,9 @@ class ControlClient:
         self._connection = self._connect(timeout)
 
     def _connect(self, timeout: float) -> _Connection:
+        denied = unreachable(self.data_dir)
+        if denied is not None:
+            raise ControlError(denied)
         unix_path = self.data_dir / CONTROL_SOCKET
         stale = False
         if hasattr(socket, "AF_UNIX") and os.path.lexists(unix_path):
@@ -124,7 +132,8 @@ class ControlClient:
                 sock.close()
                 raise ControlError(
                     f"cannot reach the messengerd for {self.data_dir}: permission denied "
-                    "(it runs as another user; run this as that user or root)"
+                    "(it runs as another user: run this as that user or root, or ask for "
+                    "its --control-group)"
                 ) from None
             except OSError as exc:
                 sock.close()

@@ -5,7 +5,10 @@ UTF-8 JSON, one object per line, each way. A request is
 echoed); each gets one reply line, `{"ok": true, ...}` or `{"ok": false, "code": N,
 "error": "NERR_...", "message": "...", "detail": "..."}` with the lmerr code (PROTOCOL.md
 §7). Several requests may follow one another on a connection. Ops:
-- `status` -> pid, version, bind, broadcast, ports, aliases, messages_received, data_dir.
+- `status` -> pid, version, bind, broadcast, ports, aliases, data_dir, register,
+  messages_received, started_at (ISO 8601, UTC), uptime (seconds), messages_allowed (let
+  in by the policy), refused ({reason: count}, refusals only), store ({path, bytes,
+  messages}, or null without a store). Keys are only ever added.
 - `names.add` {name} / `names.del` {name} -> {name}: NetMessageNameAdd / NetMessageNameDel.
 - `names.list` {level 0|1, prefmaxlen -1, resume_handle 0} -> {entries, total_entries,
   resume_handle, status}: NetMessageNameEnum; status 234 (ERROR_MORE_DATA) says to ask

@@ -3,7 +3,9 @@
 Where it listens, in the daemon's data directory (mode 0700):
 - `control.sock`, a Unix socket with mode 0600. A connection is served only when the peer's
   uid (SO_PEERCRED on Linux, LOCAL_PEERCRED on macOS) is the daemon's own or root's; the
-  file mode keeps everyone else from connecting at all.
+  file mode keeps everyone else from connecting at all. With a control group (Unix; see
+  messengerd.core.datadir) the socket is 0660 and that group's, and a peer in the group
+  (SO_PEERCRED's gid, or its supplementary groups) is served too.
 - where the platform has no Unix sockets (Windows' Python): loopback TCP on a free port,
   announced in `control.tcp` (mode 0600, readable by the owner only) with a token every
   request must carry; knowing the port is not enough.
@@ -56,6 +58,13 @@ from messengerd.control.protocol import (
 )
 from messengerd.core import lmerr
 from messengerd.core.aliases import MAX_PREFERRED_LENGTH, EnumResult, MessageInfo
+from messengerd.core.datadir import (
+    PRIVATE_SOCKET_MODE,
+    SHARED_SOCKET_MODE,
+    ControlGroup,
+    DataDirError,
+    share,
+)
 from messengerd.core.lmerr import NetError
 from messengerd.core.message import Message
 from messengerd.wire.names import NetBIOSName
@@ -101,7 +110,7 @@ class ControlHandler(Protocol):
         """NetMessageNameGetInfo for one alias."""
         ...
 
-    def status(self) -> dict[str, Any]:
+    async def status(self) -> dict[str, Any]:
         """What `status` reports (JSON-ready)."""
         ...
 
@@ -115,17 +124,19 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
-def peer_uid(sock: Any) -> int | None:
-    """The uid of the process at the other end of a Unix socket; None where the OS won't say."""
+def peer_credentials(sock: Any) -> tuple[int | None, int, int | None] | None:
+    """(pid, uid, gid) of the process at the other end of a Unix socket, pid and gid None
+    where the OS does not say them; None where it says nothing."""
     if hasattr(socket, "SO_PEERCRED"):
         # struct ucred: pid, uid, gid (Linux, socket(7)).
         creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return struct.unpack("3i", creds)[1]
+        pid, uid, gid = struct.unpack("3i", creds)
+        return pid, uid, gid
     local_peercred = getattr(socket, "LOCAL_PEERCRED", None)
     if local_peercred is not None:
         # struct xucred: cr_version, cr_uid, ... at SOL_LOCAL (0) (macOS, FreeBSD unix(4)).
         creds = sock.getsockopt(0, local_peercred, 76)
-        return struct.unpack_from("=II", creds)[1]
+        return None, struct.unpack_from("=II", creds)[1], None
     return None
 
 
@@ -135,10 +146,20 @@ class ControlServer:
 
     name = "control"
 
-    def __init__(self, handler: ControlHandler, data_dir: Path, *, mode: str = "auto") -> None:
+    def __init__(
+        self,
+        handler: ControlHandler,
+        data_dir: Path,
+        *,
+        mode: str = "auto",
+        group: ControlGroup | None = None,
+    ) -> None:
+        """`group`: also serve its members (the Unix socket only; the TCP token file stays
+        the owner's)."""
         self.handler = handler
         self.data_dir = Path(data_dir)
         self.mode = resolve_mode(mode)
+        self.group = group
         self.address = ""
         self.token = ""
         self._server: asyncio.Server | None = None
@@ -200,8 +221,14 @@ class ControlServer:
             raise ControlError(f"cannot open the control socket {path}: {exc}") from None
         finally:
             os.umask(umask)
-        os.chmod(path, 0o600)
         self._created = path
+        try:
+            if self.group is None:
+                os.chmod(path, PRIVATE_SOCKET_MODE)
+            else:
+                share(path, self.group, SHARED_SOCKET_MODE)
+        except DataDirError as exc:
+            raise ControlError(str(exc)) from None
         self.address = os.fspath(path)
 
     def _claim_unix(self, path: Path) -> None:
@@ -286,16 +313,21 @@ class ControlServer:
     def _peer_allowed(self, writer: asyncio.StreamWriter) -> bool:
         sock = writer.get_extra_info("socket")
         try:
-            uid = peer_uid(sock)
+            credentials = peer_credentials(sock)
         except OSError as exc:
             log.warning("control connection refused: no peer credentials (%s)", exc)
             return False
-        if uid is None or self._uid is None:
-            # No way to ask here; the socket's mode 0600 is the guard.
+        if credentials is None or self._uid is None:
+            # No way to ask here; the socket's mode is the guard.
             return True
+        pid, uid, gid = credentials
         if uid in (self._uid, 0):
             return True
-        log.warning("control connection from uid %d refused: not uid %d or root", uid, self._uid)
+        group = self.group
+        if group and pid is not None and gid is not None and group.admits(pid, uid, gid):
+            return True
+        allowed = f"uid {self._uid}, root" + (f" or group {group.name}" if group else "")
+        log.warning("control connection from uid %d refused: not %s", uid, allowed)
         return False
 
     async def _converse(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -359,7 +391,7 @@ class ControlServer:
         handler = self.handler
         try:
             if op == "status":
-                return {"ok": True, **handler.status()}
+                return {"ok": True, **(await handler.status())}
             if op == "names.add":
                 alias = await handler.add_alias(name_param(request))
                 return {"ok": True, "name": alias.text(handler.codepage)}
@@ -441,11 +473,19 @@ async def _read_until_eof(reader: asyncio.StreamReader) -> None:
 
 
 def _write_private(path: Path, document: dict[str, Any]) -> None:
-    """Write `document` to `path` readable by the owner only, atomically."""
+    """Write `document` to `path` readable by the owner only, atomically.
+
+    On Windows, which ignores POSIX modes, an explicit DACL says who that is
+    (messengerd.windows.acl).
+    """
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp makes the file 0600 already; say so for platforms where it might not.
         os.chmod(temporary, 0o600)
+        if sys.platform == "win32":
+            from messengerd.windows.acl import protect_token_file
+
+            protect_token_file(temporary)
         with os.fdopen(fd, "w", encoding="utf-8") as file:
             json.dump(document, file)
         os.replace(temporary, path)

@@ -59,9 +59,10 @@ class Message:
         }
 
     def one_line(self) -> str:
-        """`[time] FROM -> TO (path, peer): text`, line breaks shown as ' | '."""
+        """`[time] FROM -> TO (path, peer): text`, line breaks shown as ' | ' but for those
+        ending the text (`echo text | smbclient -M` sends one)."""
         when = self.received_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-        text = self.text.replace("\n", " | ")
+        text = self.text.rstrip("\n").replace("\n", " | ")
         return f"[{when}] {self.sender} -> {self.recipient} ({self.path}, {self.peer}): {text}"
 
 

@@ -13,11 +13,17 @@ from collections.abc import Collection, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from messengerd.config.options import DATAGRAM_SERVICE_PORT, NAME_SERVICE_PORT, SESSION_SERVICE_PORT
+from messengerd.config.options import (
+    DATAGRAM_SERVICE_PORT,
+    NAME_SERVICE_PORT,
+    RPC_PORT,
+    SESSION_SERVICE_PORT,
+)
 from messengerd.decode.capture import Segment, read_segments
 from messengerd.decode.datagrams import DatagramDecoder
 from messengerd.decode.events import CaptureEvent
 from messengerd.decode.nameservice import name_service_events
+from messengerd.decode.rpc import RpcDecoder
 from messengerd.decode.sessions import SessionDecoder
 from messengerd.wire.text import DEFAULT_CODEPAGE
 
@@ -43,12 +49,15 @@ class CaptureDecoder:
         name_ports: Collection[int] = (NAME_SERVICE_PORT,),
         datagram_ports: Collection[int] = (DATAGRAM_SERVICE_PORT,),
         session_ports: Collection[int] = (SESSION_SERVICE_PORT,),
+        rpc_ports: Collection[int] = (RPC_PORT,),
     ) -> None:
         self.codepage = codepage
         self.name_ports = frozenset(name_ports)
         self.datagram_ports = frozenset(datagram_ports)
         self.session_ports = frozenset(session_ports)
+        self.rpc_ports = frozenset(rpc_ports)
         self._datagrams = DatagramDecoder(codepage)
+        self._rpc = RpcDecoder(codepage)
         self._sessions = SessionDecoder(codepage, self.session_ports)
         self._recent: deque[tuple[float, tuple[Any, ...], list[CaptureEvent]]] = deque(
             maxlen=MAX_RECENT_SEGMENTS
@@ -95,6 +104,8 @@ class CaptureDecoder:
             return self._datagrams.events(segment)
         if segment.transport == "tcp" and ports & self.session_ports:
             return self._sessions.events(segment)
+        if segment.transport == "udp" and segment.dport in self.rpc_ports:
+            return self._rpc.events(segment)
         return []
 
 

@@ -2,45 +2,61 @@
 
 from __future__ import annotations
 
+import array
 import ipaddress
 import socket
 import struct
 import sys
 
-SIOCGIFADDR = 0x8915
+SIOCGIFCONF = 0x8912
 SIOCGIFNETMASK = 0x891B
-"""Linux ioctls (linux/sockios.h) reading an interface's IPv4 address and netmask."""
+"""Linux ioctls (linux/sockios.h): list the IPv4 addresses with their interface names, and
+read one interface's netmask."""
 IFREQ_SIZE = 40
 """sizeof(struct ifreq) on 64-bit Linux: 16-byte name and a 24-byte union."""
+IFNAMSIZ = 16
+"""Bytes of an interface name in struct ifreq, its NUL included (linux/if.h)."""
+IFCONF = "iL"
+"""struct ifconf (linux/if.h): int ifc_len, then the buffer's address (native alignment)."""
+MAX_ADDRESSES = 1024
+"""IPv4 addresses listed at most (one ifreq each); a host with more is not one we serve."""
 
 LIMITED_BROADCAST = "255.255.255.255"
 LOOPBACK_NETWORK = ipaddress.IPv4Network("127.0.0.0/8")
 
 
 def interfaces() -> list[tuple[str, ipaddress.IPv4Interface]]:
-    """(name, address/prefix) of every interface holding an IPv4 address; empty off Linux."""
+    """(name, address/prefix) of every IPv4 address on this host's interfaces; empty off Linux.
+
+    SIOCGIFCONF asks the AF_INET socket itself. socket.if_nameindex() would ask over a
+    netlink socket, which the systemd unit's RestrictAddressFamilies=AF_INET AF_UNIX refuses.
+    """
     if not sys.platform.startswith("linux"):
         return []
     import fcntl
 
     found = []
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        for _, name in socket.if_nameindex():
-            request = struct.pack("256s", name.encode()[:15])
+        buffer = array.array("B", bytes(MAX_ADDRESSES * IFREQ_SIZE))
+        address, size = buffer.buffer_info()
+        request = struct.pack(IFCONF, size, address)
+        length = struct.unpack(IFCONF, fcntl.ioctl(probe.fileno(), SIOCGIFCONF, request))[0]
+        listed = buffer.tobytes()[:length]
+        for offset in range(0, length - IFREQ_SIZE + 1, IFREQ_SIZE):
+            ifreq = listed[offset : offset + IFREQ_SIZE]
+            ip = _sockaddr_in_address(ifreq)
             try:
-                address = fcntl.ioctl(probe.fileno(), SIOCGIFADDR, request)[20:24]
-                netmask = fcntl.ioctl(probe.fileno(), SIOCGIFNETMASK, request)[20:24]
+                netmask = _sockaddr_in_address(fcntl.ioctl(probe.fileno(), SIOCGIFNETMASK, ifreq))
             except OSError:
                 continue
-            found.append(
-                (
-                    name,
-                    ipaddress.IPv4Interface(
-                        f"{socket.inet_ntoa(address)}/{socket.inet_ntoa(netmask)}"
-                    ),
-                )
-            )
+            name = ifreq[:IFNAMSIZ].split(b"\0", 1)[0].decode(errors="replace")
+            found.append((name, ipaddress.IPv4Interface(f"{ip}/{netmask}")))
     return found
+
+
+def _sockaddr_in_address(ifreq: bytes) -> str:
+    """The dotted address in an ifreq's union, a struct sockaddr_in: family, port, address."""
+    return socket.inet_ntoa(ifreq[IFNAMSIZ + 4 : IFNAMSIZ + 8])
 
 
 def broadcast_for(bind: str) -> str:

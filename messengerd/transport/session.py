@@ -25,6 +25,7 @@ from messengerd.protocol.events import (
     answer_for,
 )
 from messengerd.protocol.session import SessionMachine
+from messengerd.transport.sockets import tcp_listener
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ class SessionListener:
         """Listen on (host, port); return the port bound (useful when `port` is 0)."""
         loop = asyncio.get_running_loop()
         self.server = await loop.create_server(
-            lambda: Session(self), host, port, reuse_address=True, backlog=BACKLOG
+            lambda: Session(self), sock=tcp_listener(host, port, BACKLOG)
         )
         return self.server.sockets[0].getsockname()[1]
 

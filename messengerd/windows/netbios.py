@@ -155,6 +155,7 @@ class NcbRunner:
             raise RuntimeError(f"{self.max_pending} NCBs already pending")
         loop = asyncio.get_running_loop()
         done: asyncio.Future[int] = loop.create_future()
+        submitted: asyncio.Future[int] = loop.create_future()
         event = self.api.create_event()
         ncb.ncb_event = event
         ncb.ncb_command |= nb30.ASYNCH
@@ -163,7 +164,7 @@ class NcbRunner:
         command = nb30.COMMAND_NAMES.get(ncb.ncb_command & ~nb30.ASYNCH, "NCB?")
         waiter = threading.Thread(
             target=self._submit_and_wait,
-            args=(ncb, event, _resolver(loop, done)),
+            args=(ncb, event, _resolver(loop, submitted), _resolver(loop, done)),
             name=f"ncb-{command}-lana{ncb.ncb_lana_num}",
             daemon=True,
         )
@@ -171,21 +172,27 @@ class NcbRunner:
         try:
             return await asyncio.wait_for(asyncio.shield(done), timeout)
         except TimeoutError:
-            await self._cancel(ncb, done)
+            await self._cancel(ncb, submitted, done)
             return done.result() if done.done() else nb30.NRC_CMDTMO
         except asyncio.CancelledError:
-            await self._cancel(ncb, done)
+            await self._cancel(ncb, submitted, done)
             raise
 
     def _settled(self, _: asyncio.Future[int]) -> None:
         self.pending -= 1
 
     def _submit_and_wait(
-        self, ncb: NCBStructure, event: int, resolve: Callable[[int], None]
+        self,
+        ncb: NCBStructure,
+        event: int,
+        submitted: Callable[[int], None],
+        resolve: Callable[[int], None],
     ) -> None:
         """In the NCB's own thread: Netbios(), then wait for the event, then report."""
+        code = nb30.NRC_SYSTEM
         try:
             code = self.api.netbios(ncb)
+            submitted(code)
             # 0 is "pending" or "already completed with NRC_GOODRET"; either way the
             # event is or will be signalled and ncb_cmd_cplt holds the final code.
             if code == nb30.NRC_GOODRET:
@@ -195,11 +202,21 @@ class NcbRunner:
             log.error("Netbios() wait failed: %s", exc)
             code = nb30.NRC_SYSTEM
         finally:
+            submitted(code)  # a no-op when Netbios() returned: the future is set once
             self.api.close_event(event)
         resolve(code)
 
-    async def _cancel(self, ncb: NCBStructure, done: asyncio.Future[int]) -> None:
-        """NCBCANCEL for a pending `ncb`, then wait (bounded) for it to complete."""
+    async def _cancel(
+        self, ncb: NCBStructure, submitted: asyncio.Future[int], done: asyncio.Future[int]
+    ) -> None:
+        """NCBCANCEL for a pending `ncb`, then wait (bounded) for it to complete.
+
+        The NCB's thread may not have called Netbios() yet (a thread starts when the system
+        gets round to it): an NCBCANCEL then would find nothing to cancel, and the NCB would
+        be submitted after it and stay pending. So wait for the submission first.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(submitted), CANCEL_GRACE)
         if done.done():
             return
         cancel = nb30.new_ncb(nb30.NCBCANCEL, lana=ncb.ncb_lana_num)

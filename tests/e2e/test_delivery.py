@@ -88,6 +88,7 @@ def loopback_config(data_dir: Path, *aliases: str) -> DaemonConfig:
         name_port=0,
         datagram_port=0,
         session_port=0,
+        rpc_port=0,
         aliases=list(aliases or ["BOB"]),
         data_dir=data_dir,
         register=False,

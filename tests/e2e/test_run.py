@@ -211,7 +211,7 @@ def test_port_in_use_is_one_line_and_exit_2(tmp_path):
         port = taken.getsockname()[1]
         result = run_messengerd(
             *LOOPBACK, "--name-port", str(port), "--datagram-port", "0", "--session-port", "0",
-            "--data-dir", str(tmp_path),
+            "--rpc-port", "0", "--data-dir", str(tmp_path),
         )  # fmt: skip
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -226,8 +226,8 @@ def test_tcp_session_port_in_use_is_named_too(tmp_path):
         taken.listen()
         port = taken.getsockname()[1]
         result = run_messengerd(
-            *LOOPBACK, "--name-port", "0", "--datagram-port", "0", "--session-port", str(port),
-            "--data-dir", str(tmp_path),
+            *LOOPBACK, "--name-port", "0", "--datagram-port", "0", "--rpc-port", "0",
+            "--session-port", str(port), "--data-dir", str(tmp_path),
         )  # fmt: skip
     assert result.returncode == 2
     assert f"port {port}/tcp" in result.stderr and "Traceback" not in result.stderr

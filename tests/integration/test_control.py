@@ -41,6 +41,7 @@ def config(data_dir: Path, *aliases: str, **options) -> DaemonConfig:
         "name_port": 0,
         "datagram_port": 0,
         "session_port": 0,
+        "rpc_port": 0,
         "aliases": list(aliases) or ["RECVR"],
         "computer_name": "HOST1",
         "data_dir": data_dir,

@@ -80,7 +80,7 @@ ERRORS = ErrorLog()
 def control(tmp_path_factory):
     """The control socket of one real daemon, on its own loop in a thread, for the module."""
     data_dir = Path(tmp_path_factory.mktemp("control-fuzz")) / "data"
-    ports = {"name_port": 0, "datagram_port": 0, "session_port": 0}
+    ports = {"name_port": 0, "datagram_port": 0, "session_port": 0, "rpc_port": 0}
     config = DaemonConfig(
         bind="127.0.0.1", broadcast="127.255.255.255", **ports, aliases=["RECVR"],
         data_dir=data_dir, store=False, register=False, control="unix",

@@ -86,7 +86,7 @@ def test_over_long_text_is_error_invalid_parameter_per_path():
         {"text": "Ω is not in cp850"},
         {"fromname": ""},
         {"fromname": "x" * 257},
-        {"via": "rpc"},
+        {"via": "carrier pigeon"},
         {"codepage": "cp99999"},
     ],
     ids=["NUL in text", "text not in cp850", "empty from", "long from", "via", "codepage"],

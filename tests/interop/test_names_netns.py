@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import samba
 from tests.conftest import need_tool
 from tests.daemon_process import DaemonProcess, names_command
 from tests.netns import BROADCAST, CLIENT_ADDRESS, SERVER_ADDRESS, create_pair, destroy_pair
@@ -23,30 +24,6 @@ pytestmark = [pytest.mark.interop, pytest.mark.netns]
 NMBD_READY_TIMEOUT = 30.0
 """Seconds nmbd may take to register its names (it broadcasts three times, 2 s apart)."""
 POLL_INTERVAL = 0.5
-
-NMBD_CONF = """\
-[global]
-netbios name = HOLDER
-workgroup = MDTEST
-interfaces = mdc0
-bind interfaces only = yes
-disable netbios = no
-local master = no
-domain master = no
-preferred master = no
-os level = 0
-dns proxy = no
-wins support = no
-lock directory = {tmp}/lock
-state directory = {tmp}/state
-cache directory = {tmp}/cache
-private dir = {tmp}/private
-pid directory = {tmp}/pid
-ncalrpc dir = {tmp}/ncalrpc
-binddns dir = {tmp}/bind-dns
-log file = {tmp}/log.%m
-"""
-"""nmbd on the client's veth only, every file it keeps in the test's temporary folder."""
 
 
 @pytest.fixture(scope="module")
@@ -102,27 +79,9 @@ def test_names_add_and_del_show_in_nmblookup(hosts, daemon):
 @pytest.fixture
 def nmbd(hosts, tmp_path):
     """Samba's nmbd on the client host, holding HOLDER<00>, <03> and <20>."""
-    binary = need_tool("nmbd", "samba")
-    for folder in ("lock", "state", "cache", "private", "pid", "ncalrpc", "bind-dns"):
-        (tmp_path / folder).mkdir()
-    conf = tmp_path / "smb.conf"
-    conf.write_text(NMBD_CONF.format(tmp=tmp_path))
-    # nmbd -F ends at end of input: stdin stays an open pipe until the test is done.
-    process = subprocess.Popen(
-        ["ip", "netns", "exec", hosts.client, binary, "-F", "--no-process-group",
-         "-s", str(conf), "--debug-stdout", "-d", "1"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    try:
+    with samba.nmbd(hosts.client, "mdc0", tmp_path) as process:
         _wait_until_it_answers(hosts, process, tmp_path)
         yield process
-    finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
 
 
 def _wait_until_it_answers(hosts, process: subprocess.Popen, tmp_path: Path) -> None:

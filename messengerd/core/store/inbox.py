@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -105,6 +106,11 @@ class Inbox:
         return self._writer.batches
 
     def _prepare(self, create: bool) -> None:
+        if not create and self.path.is_file() and not os.access(self.path, os.W_OK):
+            # Another user's inbox, shared with this one's group (messengerd.core.datadir):
+            # only its owner's daemon creates or migrates it; read it as it is.
+            self._check_readable()
+            return
         if not self.path.is_file():
             if not create:
                 raise FileNotFoundError(f"no inbox at {self.path}")
@@ -119,6 +125,18 @@ class Inbox:
             raise InboxError(str(exc)) from None
         except (sqlite3.Error, OSError) as exc:
             raise InboxError(f"cannot open {self.path}: {exc}") from None
+
+    def _check_readable(self) -> None:
+        try:
+            with self._reading() as conn:
+                found = schema.version(conn, self.path)
+        except schema.SchemaError as exc:
+            raise InboxError(str(exc)) from None
+        if found != schema.SCHEMA_VERSION:
+            raise InboxError(
+                f"{self.path} has schema {found}, this messengerd reads {schema.SCHEMA_VERSION}: "
+                "start its daemon once to bring it up to date"
+            )
 
     # -- writing -------------------------------------------------------------------------
 
@@ -266,6 +284,19 @@ class Inbox:
         except sqlite3.Error as exc:
             raise InboxError(f"cannot write {self.path}: {exc}") from None
         return changed
+
+    def usage(self) -> dict[str, Any]:
+        """The store's `path`, `bytes` on disk (the database and its write-ahead log) and
+        `messages` held, for `status`."""
+        size = 0
+        for path in (self.path, self.path.with_name(self.path.name + "-wal")):
+            with contextlib.suppress(FileNotFoundError):
+                size += path.stat().st_size
+        try:
+            messages: int | None = self.count()
+        except InboxError:
+            messages = None  # unreadable just now (locked past busy_timeout): say nothing
+        return {"path": os.fspath(self.path), "bytes": size, "messages": messages}
 
     def export_jsonl(self, path: Path, **filters: Any) -> int:
         """Write matching messages to `path`, one JSON object a line; returns how many."""

@@ -151,9 +151,19 @@ def connect(path: Path | str, **options: Any) -> sqlite3.Connection:
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:
-    """A connection that only reads, with the functions the history queries use."""
+    """A connection that only reads, with the functions the history queries use.
+
+    A reader that may not write the folder (a member of the daemon's control group) cannot
+    create the -wal and -shm files SQLite needs to read a WAL database; with no -wal there,
+    no daemon has it open and every committed message is in the file itself, which is then
+    read as immutable (no locks, no -shm). A daemon starting meanwhile checkpoints nothing
+    into the file until its log is long, so the read stays whole.
+    """
+    options = "?mode=ro"
+    if not os.path.exists(f"{path}-wal") and not os.access(path.parent, os.W_OK):
+        options += "&immutable=1"
     conn = sqlite3.connect(
-        path.as_uri() + "?mode=ro", uri=True, timeout=BUSY_TIMEOUT, isolation_level=None
+        path.as_uri() + options, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None
     )
     # SQLite's lower() and LIKE fold ASCII only; names and text are often not ASCII.
     conn.create_function("casefold", 1, _casefold, deterministic=True)

@@ -275,7 +275,7 @@ class Tray:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "messengerd", "-v", "tray", "--standalone",
              "--bind", "127.0.0.1", "--broadcast", "127.255.255.255",
-             "--name-port", "0", "--datagram-port", "0", "--session-port", "0",
+             "--name-port", "0", "--datagram-port", "0", "--session-port", "0", "--rpc-port", "0",
              "--alias", "BOB", "--data-dir", str(data_dir), *options],
             env=env,
             stdout=subprocess.DEVNULL,

@@ -112,3 +112,17 @@ def test_without_a_display_the_tray_says_so_in_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("messengerd: cannot open a window")
     assert len(result.stderr.splitlines()) == 1
+
+
+def test_the_standalone_tray_applies_its_settings_file(x_env, tmp_path):
+    from messengerd.core.store.inbox import Inbox
+
+    settings = tmp_path / "messengerd.toml"
+    settings.write_text('[policy]\ndeny_senders = ["SPAM*"]\n')
+    with running_tray(x_env, tmp_path / "data", "--config", str(settings)) as tray:
+        tray.send("Buy now", sender="SPAMMER")
+        tray.send("The real one", sender="ALICE")
+        wait_for(lambda: tray.unread() >= 1, "the allowed message to be stored", log=tray.log)
+        stored = Inbox(tray.data_dir, create=False).query()
+    assert [message.text for message in stored] == ["The real one"]
+    assert any("SPAMMER" in line and "refused" in line for line in tray.log), tray.log

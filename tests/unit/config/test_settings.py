@@ -422,8 +422,8 @@ def test_config_check_names_each_bad_key_and_line_and_exits_2(tmp_path, capsys):
     assert out == ""
     assert err.splitlines() == [
         f"messengerd: {path}:3: key 'daemon.sesion_port': unknown key (known: bind, broadcast, "
-        "name_port, datagram_port, session_port, aliases, workgroups, codepage, data_dir, "
-        "store)",
+        "name_port, datagram_port, session_port, rpc_port, rpc, aliases, workgroups, codepage, "
+        "data_dir, store, control_group, backend)",
         f"messengerd: {path}:4: key 'daemon.store': must be true or false, not a string",
     ]
 

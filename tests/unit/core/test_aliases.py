@@ -178,3 +178,15 @@ def test_a_long_host_name_is_cut_to_15_bytes_for_the_default_aliases(monkeypatch
 def test_blank_or_nul_names_are_invalid_parameter():
     assert code_of(AliasTable().add, " ") == lmerr.ERROR_INVALID_PARAMETER
     assert code_of(AliasTable().add, "a\x00") == lmerr.ERROR_INVALID_PARAMETER
+
+
+def test_the_system_services_own_user_is_no_default_alias(monkeypatch):
+    """The unit runs as `messengerd`: Windows registered the person logged in, and that
+    account is none."""
+    from messengerd.config import options as config
+
+    monkeypatch.setattr(config.socket, "gethostname", lambda: "fileserver")
+    monkeypatch.setattr(config.getpass, "getuser", lambda: config.SERVICE_USER)
+    assert config.default_aliases() == ["fileserver"]
+    monkeypatch.setattr(config.getpass, "getuser", lambda: "alice")
+    assert config.default_aliases() == ["fileserver", "alice"]

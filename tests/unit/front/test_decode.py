@@ -189,6 +189,34 @@ def test_fragmented_datagram_is_one_message_over_its_frames():
     assert event.frame_range() == f"20-{19 + len(fragments)}"
 
 
+def test_rpc_calls_to_135_are_messages_once_however_often_they_are_sent():
+    from uuid import UUID
+
+    from messengerd.wire import rpc
+    from tests.unit.wire.test_rpc_wire import HAND_BUILT_REQUEST
+
+    spam = ("198.51.100.66", 1028)
+    receiver = ("192.0.2.1", 135)
+    fragments = rpc.build_netr_send_message_call(
+        b"SPAMMER", b"*", b"long " * 400, act_id=UUID(int=7), max_fragment_body=900
+    )
+    segments = [
+        Segment(1, "udp", *spam, *receiver, HAND_BUILT_REQUEST, 1.0),
+        Segment(2, "udp", *spam, *receiver, HAND_BUILT_REQUEST, 2.0),  # a retransmission
+        *(
+            Segment(3 + n, "udp", *spam, *receiver, fragment, 3.0)
+            for n, fragment in enumerate(fragments)
+        ),
+    ]
+    events = list(decode_segments(segments))
+    assert [(event.kind, event.details["from"], event.details["to"]) for event in events] == [
+        ("rpc", "ALICE", "BOB"),
+        ("rpc", "SPAMMER", "*"),
+    ]
+    assert events[0].line() == 'frame 1  rpc  ALICE -> BOB  "Hello, world"'
+    assert events[1].details["text"] == "long " * 400
+
+
 @pytest.mark.parametrize(
     "name", sorted(path.name for path in CAPTURES.glob("*.pcap")) or ["(no captures)"]
 )

@@ -285,6 +285,7 @@ def daemon(tmp_path):
         name_port=0,
         datagram_port=0,
         session_port=0,
+        rpc_port=0,
         aliases=["BOB"],
         data_dir=tmp_path,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 
 import pytest
 
@@ -266,3 +267,27 @@ async def test_a_name_another_node_holds_at_start_is_dropped_with_a_warning(capl
     assert any(line.startswith("BOB<03> dropped: NERR_DuplicateName (2297)")
                for line in caplog.messages)  # fmt: skip
     await backend.stop()
+
+
+class SlowToSubmit(FakeNetbios):
+    """The fake, with each NCBRECV reaching Netbios() late, as a thread does that the system
+    starts only after the caller has already given up on it."""
+
+    def netbios(self, ncb) -> int:
+        if ncb.ncb_command & ~nb30.ASYNCH == nb30.NCBRECV:
+            threading.Event().wait(0.3)
+        return super().netbios(ncb)
+
+
+async def test_stopping_while_an_ncb_is_still_being_submitted_cancels_it_once_it_is(caplog):
+    fake = SlowToSubmit()
+    backend = await started(fake, Recorder())
+    fake.call(0, BOB.to_bytes16(), ALICE16)
+    await until(lambda: backend.sessions == 1)
+    with caplog.at_level(logging.WARNING, logger="messengerd.windows.netbios"):
+        await backend.stop()
+    # An NCBCANCEL sent before its NCBRECV reached Netbios() finds nothing to cancel; the
+    # NCBRECV, submitted after it, would then stay pending and stop() wait for it in vain.
+    assert ("NCBRECV", 0) in [(name, lana) for name, lana, _ in fake.calls]
+    assert fake.pending(0, nb30.NCBRECV) == 0
+    assert "did not complete" not in caplog.text
