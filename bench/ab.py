@@ -39,7 +39,9 @@ def program(tree: Path) -> tuple[str, ...]:
 
 
 def one_round(work: Path, name: str, tree: Path, *options: str) -> dict:
-    with Receiver(work / name, *options, program=program(tree)) as receiver:
+    # A build from before the RPC listener has no --rpc-port (and opens no port 135).
+    rpc = any("--rpc-port" in f.read_text() for f in (tree / "messengerd").rglob("*.py"))
+    with Receiver(work / name, *options, program=program(tree), rpc=rpc) as receiver:
         port = receiver.wait_ready().ports["session"]
         loaded = run_load(*session_arguments(port, name, FULL), watch=receiver.pid)
         after = memory(receiver.pid)

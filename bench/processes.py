@@ -185,8 +185,11 @@ class Receiver:
     The constructor starts it and returns at once; `wait_ready()` waits for its ready line.
     """
 
-    def __init__(self, folder: Path, *options: str, program: tuple[str, ...] = ()) -> None:
-        """`program`: what runs in place of `python -m messengerd` (its arguments follow)."""
+    def __init__(
+        self, folder: Path, *options: str, program: tuple[str, ...] = (), rpc: bool = True
+    ) -> None:
+        """`program`: what runs in place of `python -m messengerd` (its arguments follow);
+        `rpc`: False for a build older than the RPC listener (no --rpc-port option)."""
         folder.mkdir(parents=True)
         self.data_dir = folder / "data"
         self.output = folder / "stdout.jsonl"
@@ -198,7 +201,8 @@ class Receiver:
         command = [
             *(program or (sys.executable, "-m", "messengerd")), "run", "--json",
             "--bind", LOOPBACK, "--broadcast", BROADCAST,
-            "--name-port", "0", "--datagram-port", "0", "--session-port", "0", "--rpc-port", "0",
+            "--name-port", "0", "--datagram-port", "0", "--session-port", "0",
+            *(("--rpc-port", "0") if rpc else ()),
             "--alias", ALIAS, "--data-dir", str(self.data_dir), *options,
         ]  # fmt: skip
         # No settings file of the user's: the default path points into our folder, empty.
