@@ -3,6 +3,7 @@
 `python bench/load.py session|mailslot|hold ...` prints one JSON object with what it measured.
 It runs apart from bench/run.py so that the receiver under test and the senders are scheduled
 as two processes, and its CPU time is reported on its own (PROTOCOL.md §3-§5 for the bytes).
+`probe()` (one D0 message, blocking) is what bench/run.py's start-up part sends.
 """
 
 from __future__ import annotations
@@ -49,6 +50,32 @@ def message_text(tag: str, number: int, size: int) -> bytes:
     """`size` bytes of text that no other message in the run has (the inbox drops copies)."""
     head = f"{tag}-{number:08d} ".encode("ascii")
     return (head + b"x" * size)[:size]
+
+
+def probe(port: int, recipient: bytes, text: bytes, timeout: float = REPLY_TIMEOUT) -> bool:
+    """Send one single-block message (D0) on a fresh connection; True once it is answered
+    with success, False if the connection is refused or the reply is an error."""
+    frame = nbss.session_message(smb.build_send_message_request(SENDER, recipient, text))
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
+            sock.sendall(frame)
+            reply = b""
+            while len(reply) < nbss.NBSS_HEADER_LENGTH or len(reply) < _frame_end(reply):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return False
+                reply += chunk
+    except OSError:
+        return False
+    try:
+        _check_reply(reply[nbss.NBSS_HEADER_LENGTH :], smb.SMB_COM_SEND_MESSAGE)
+    except ValueError:
+        return False
+    return True
+
+
+def _frame_end(data: bytes) -> int:
+    return nbss.NBSS_HEADER_LENGTH + nbss.frame_header(data[: nbss.NBSS_HEADER_LENGTH])[1]
 
 
 def _frame(body) -> bytes:

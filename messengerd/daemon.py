@@ -277,10 +277,14 @@ class Daemon:
         names = self.aliases.names()
         for name in names:
             self.aliases.remove(name)
+        # As with registration: a message to a name still being added is taken, not refused.
+        self._registering.update(names)
         try:
             added = await self._netbios.start(names)
         except NetbiosBackendError as exc:
             raise ListenError(str(exc)) from None
+        finally:
+            self._registering.difference_update(names)
         for name in added:
             self.aliases.add(name.text(self.config.codepage))
         lanas = ", ".join(str(lana.number) for lana in self._netbios.lanas)
