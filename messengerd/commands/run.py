@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from messengerd.commands.arguments import ipv4, listen_port
-from messengerd.commands.exits import EXIT_OK, EXIT_USAGE, UsageError
+from messengerd.commands.exits import EXIT_OK, UsageError
 from messengerd.config.options import BACKENDS, DaemonConfig, default_data_dir
 from messengerd.config.settings import (
     Settings,
-    SettingsError,
     default_config_path,
     find_settings,
 )
@@ -200,12 +199,7 @@ def daemon_config(args: argparse.Namespace, settings: Settings | None = None) ->
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until Ctrl-C or SIGTERM."""
-    try:
-        settings = find_settings(args.config, sink_types=SINK_TYPES)
-    except SettingsError as exc:
-        for line in exc.lines():
-            print(f"messengerd: {line}", file=sys.stderr)
-        return EXIT_USAGE
+    settings = find_settings(args.config, sink_types=SINK_TYPES)
     config = daemon_config(args, settings)
     try:
         sinks = build_sinks(settings, json_lines=args.json)

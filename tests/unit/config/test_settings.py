@@ -9,7 +9,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from messengerd.commands.config import add_parser as add_config_parser
+from messengerd import cli
 from messengerd.commands.exits import EXIT_OK, EXIT_USAGE, UsageError
 from messengerd.commands.run import daemon_config
 from messengerd.config.options import DaemonConfig
@@ -400,10 +400,7 @@ def test_a_bad_codepage_flag_is_a_usage_error():
 
 
 def config_check(capsys, *argv: str) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="messengerd")
-    add_config_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["config", "check", *argv])
-    code = args.handler(args)
+    code = cli.main(["config", "check", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
