@@ -3,6 +3,7 @@
 `python bench/load.py session|mailslot|hold ...` prints one JSON object with what it measured.
 It runs apart from bench/run.py so that the receiver under test and the senders are scheduled
 as two processes, and its CPU time is reported on its own (PROTOCOL.md §3-§5 for the bytes).
+`probe()` (one D0 message, blocking) is what bench/run.py's start-up part sends.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 
 from scapy.layers.smb import SMB_Header
 
+from messengerd.core.limits import MAX_SESSIONS_PER_SOURCE
 from messengerd.wire import nbss, smb
 from messengerd.wire.datagram import build_mailslot_datagrams
 from messengerd.wire.layers.smb import (
@@ -38,6 +40,8 @@ REPLY_TIMEOUT = 10.0
 """Seconds to wait for any one reply before the message counts as failed."""
 HOLD_BATCH = 100
 """Idle sessions opened at a time, well under the listener's backlog of 1024."""
+HOLD_PER_SOURCE = MAX_SESSIONS_PER_SOURCE // 2
+"""Idle sessions from each loopback address: under messengerd's per-source limit."""
 WANT_FILES = 8192
 """Soft fd limit the client asks for: 1,000+ sockets for `hold` with room to spare."""
 
@@ -46,6 +50,32 @@ def message_text(tag: str, number: int, size: int) -> bytes:
     """`size` bytes of text that no other message in the run has (the inbox drops copies)."""
     head = f"{tag}-{number:08d} ".encode("ascii")
     return (head + b"x" * size)[:size]
+
+
+def probe(port: int, recipient: bytes, text: bytes, timeout: float = REPLY_TIMEOUT) -> bool:
+    """Send one single-block message (D0) on a fresh connection; True once it is answered
+    with success, False if the connection is refused or the reply is an error."""
+    frame = nbss.session_message(smb.build_send_message_request(SENDER, recipient, text))
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
+            sock.sendall(frame)
+            reply = b""
+            while len(reply) < nbss.NBSS_HEADER_LENGTH or len(reply) < _frame_end(reply):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    return False
+                reply += chunk
+    except OSError:
+        return False
+    try:
+        _check_reply(reply[nbss.NBSS_HEADER_LENGTH :], smb.SMB_COM_SEND_MESSAGE)
+    except ValueError:
+        return False
+    return True
+
+
+def _frame_end(data: bytes) -> int:
+    return nbss.NBSS_HEADER_LENGTH + nbss.frame_header(data[: nbss.NBSS_HEADER_LENGTH])[1]
 
 
 def _frame(body) -> bytes:
@@ -327,10 +357,12 @@ async def hold_sessions(args: argparse.Namespace) -> None:
     writers: list[asyncio.StreamWriter] = []
     failures: dict[str, int] = {}
 
-    async def open_one() -> None:
+    async def open_one(number: int) -> None:
         try:
             async with asyncio.timeout(REPLY_TIMEOUT):
-                reader, writer = await asyncio.open_connection(LOOPBACK, args.port)
+                reader, writer = await asyncio.open_connection(
+                    LOOPBACK, args.port, local_addr=(hold_source(number), 0)
+                )
                 writer.write(request)
                 answer = await reader.readexactly(nbss.NBSS_HEADER_LENGTH)
         except (OSError, EOFError, TimeoutError) as exc:
@@ -343,12 +375,19 @@ async def hold_sessions(args: argparse.Namespace) -> None:
 
     for start in range(0, args.count, HOLD_BATCH):
         batch = range(start, min(args.count, start + HOLD_BATCH))
-        await asyncio.gather(*(open_one() for _ in batch))
+        await asyncio.gather(*(open_one(number) for number in batch))
     _emit({"open": len(writers), "failed": failures})
     # Hold them, idle, until bench/run.py has read the daemon's memory and says so.
     await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
     for writer in writers:
         writer.close()
+
+
+def hold_source(number: int) -> str:
+    """The loopback address idle session `number` comes from: HOLD_PER_SOURCE to each, as
+    many hosts would, since a receiver takes only so many sessions from one address."""
+    host = number // HOLD_PER_SOURCE
+    return f"127.0.{host // 254}.{host % 254 + 1}"
 
 
 def _emit(result: dict) -> None:

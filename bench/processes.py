@@ -36,9 +36,11 @@ CHILD_FILES = 4096
 """Soft RLIMIT_NOFILE given to receivers: 1,000 idle sessions plus room (MAX_SESSIONS 2048)."""
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 QUIET_BUSY_PCT = 20.0
-"""--wait-quiet: a phase starts once the machine uses less than this (% of one core) for 1 s."""
+"""--wait-quiet: a part starts once the machine uses less than this (% of one core) for 1 s."""
 QUIET_TIMEOUT = 90.0
-"""--wait-quiet: the longest wait before a phase; it then starts anyway."""
+"""--wait-quiet: the longest wait before a part; it then starts anyway."""
+TCP_LISTEN = "0A"
+"""The state column of a listening socket in /proc/net/tcp (TCP_LISTEN in the kernel)."""
 
 
 def log(text: str) -> None:
@@ -46,14 +48,13 @@ def log(text: str) -> None:
     print(f"bench: {text}", file=sys.stderr, flush=True)
 
 
-def rss_mb(pid: int) -> tuple[float, float]:
-    """VmRSS and VmHWM (peak) of `pid` in MiB, from /proc/PID/status."""
-    values = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, rest = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            values[key] = int(rest.split()[0]) / 1024
-    return values["VmRSS"], values["VmHWM"]
+def _status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {key: rest.strip() for key, _, rest in (line.partition(":") for line in lines)}
+
+
+def _kib_to_mib(value: str) -> float:
+    return int(value.split()[0]) / 1024
 
 
 def children(pid: int) -> list[int]:
@@ -67,8 +68,8 @@ def children(pid: int) -> list[int]:
 
 
 def pss_mb(pid: int) -> float:
-    """Pss of `pid` in MiB (/proc/PID/smaps_rollup): its private pages, and its share of
-    the pages it shares, so that the Pss of two processes adds up to what both take."""
+    """Pss of `pid` in MiB (/proc/PID/smaps_rollup): its private pages and its share of the
+    pages it shares with other processes (the Python runtime's, with the load generator)."""
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
         if line.startswith("Pss:"):
             return int(line.split()[1]) / 1024
@@ -76,64 +77,93 @@ def pss_mb(pid: int) -> float:
 
 
 def memory(pid: int) -> dict[str, float]:
-    """The receiver's memory: its own RSS, its child processes' (the inbox writer), and the
-    Pss of them all together."""
+    """A receiver's memory and shape: RSS, peak RSS, Pss, threads, and child processes
+    (messengerd has none; the RSS of any would be counted here)."""
+    status = _status(pid)
     kids = children(pid)
-    rss, peak = rss_mb(pid)
     return {
-        "rss": rss,
-        "peak": peak,
-        "children_rss": sum(rss_mb(kid)[0] for kid in kids),
+        "rss": _kib_to_mib(status["VmRSS"]),
+        "peak": _kib_to_mib(status["VmHWM"]),
+        "pss": pss_mb(pid),
+        "threads": int(status["Threads"]),
         "children": len(kids),
-        "pss_total": pss_mb(pid) + sum(pss_mb(kid) for kid in kids),
+        "children_rss": sum(_kib_to_mib(_status(kid)["VmRSS"]) for kid in kids),
     }
 
 
+def _stat_fields(path: Path) -> list[str]:
+    # The fields after the parenthesised command: state ppid pgrp ... (proc(5)).
+    return path.read_text().rsplit(")", 1)[1].split()
+
+
 def _stat_ticks(path: Path) -> int:
-    fields = path.read_text().rsplit(")", 1)[1].split()
+    fields = _stat_fields(path)
     return int(fields[11]) + int(fields[12])  # utime, stime (proc(5) fields 14, 15)
 
 
-def _machine_busy_ticks() -> int:
-    """Busy ticks of all CPUs: /proc/stat's first line less idle and iowait (proc(5))."""
+def _switches(path: Path) -> tuple[int, int]:
+    """Voluntary and involuntary context switches of a task (/proc/.../status)."""
+    values = {}
+    for line in path.read_text().splitlines():
+        key, _, rest = line.partition(":")
+        if key in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+            values[key] = int(rest)
+    return values["voluntary_ctxt_switches"], values["nonvoluntary_ctxt_switches"]
+
+
+def machine_ticks() -> tuple[int, int]:
+    """Busy and steal ticks of all CPUs (/proc/stat's first line; proc(5)): busy is all but
+    idle and iowait; steal is the time the hypervisor gave our virtual CPUs to others."""
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return sum(fields[:8]) - fields[3] - fields[4]
+    return sum(fields[:8]) - fields[3] - fields[4], fields[7]
 
 
 @dataclass(frozen=True)
 class CpuSample:
-    """CPU ticks of the whole machine, of one process's main thread and other threads, and
-    of the processes it started (the inbox writer)."""
+    """CPU ticks of the whole machine (busy, steal), of one process's main thread and of
+    its other threads, its context switches, and its child processes and their ticks."""
 
     when: float
     machine_busy: int
+    steal: int
     main: int
     others: int
+    switches: tuple[int, int]
     children: dict[int, int]
 
     @classmethod
     def take(cls, pid: int) -> CpuSample:
-        main = others = 0
+        main = others = voluntary = involuntary = 0
         for task in Path(f"/proc/{pid}/task").iterdir():
             with contextlib.suppress(OSError):
                 ticks = _stat_ticks(task / "stat")
+                by_choice, forced = _switches(task / "status")
+                voluntary, involuntary = voluntary + by_choice, involuntary + forced
                 if task.name == str(pid):
                     main = ticks
                 else:
                     others += ticks
+        busy, steal = machine_ticks()
         kids = {}
         for kid in children(pid):
             with contextlib.suppress(OSError):
                 kids[kid] = _stat_ticks(Path(f"/proc/{kid}/stat"))
-        return cls(time.perf_counter(), _machine_busy_ticks(), main, others, kids)
+        return cls(time.perf_counter(), busy, steal, main, others, (voluntary, involuntary), kids)
 
     def until(self, later: CpuSample) -> dict[str, float]:
-        """Percent of one core used in between: machine (of 200% on 2 cores), main, others."""
-        span = (later.when - self.when) * CLOCK_TICKS / 100
+        """Percent of one core used in between (200% = 2 cores), and switches a second."""
+        seconds = later.when - self.when
+        span = seconds * CLOCK_TICKS / 100
         return {
+            "seconds": seconds,
             "machine_pct": (later.machine_busy - self.machine_busy) / span,
+            "steal_pct": (later.steal - self.steal) / span,
             "main_pct": (later.main - self.main) / span,
             "others_pct": (later.others - self.others) / span,
+            "main_ticks": later.main - self.main,
+            "voluntary_per_s": (later.switches[0] - self.switches[0]) / seconds,
+            "involuntary_per_s": (later.switches[1] - self.switches[1]) / seconds,
+            "children": max(len(self.children), len(later.children)),
             "children_pct": sum(
                 ticks - self.children.get(kid, 0) for kid, ticks in later.children.items()
             )
@@ -150,26 +180,34 @@ def _child_limits() -> None:
 
 
 class Receiver:
-    """`python -m messengerd run --json` on free loopback ports, stdout to a file."""
+    """`python -m messengerd run --json` on free loopback ports, stdout to a file.
 
-    def __init__(self, folder: Path, *options: str, program: tuple[str, ...] = ()) -> None:
-        """`program`: what runs in place of `python -m messengerd` (its arguments follow)."""
+    The constructor starts it and returns at once; `wait_ready()` waits for its ready line.
+    """
+
+    def __init__(
+        self, folder: Path, *options: str, program: tuple[str, ...] = (), rpc: bool = True
+    ) -> None:
+        """`program`: what runs in place of `python -m messengerd` (its arguments follow);
+        `rpc`: False for a build older than the RPC listener (no --rpc-port option)."""
         folder.mkdir(parents=True)
         self.data_dir = folder / "data"
         self.output = folder / "stdout.jsonl"
         self.log: collections.deque[str] = collections.deque(maxlen=200)
         self.refusals = 0
+        self.ports: dict[str, int] = {}
+        self.ready_seconds = 0.0
+        self._ready = threading.Event()
         command = [
             *(program or (sys.executable, "-m", "messengerd")), "run", "--json",
             "--bind", LOOPBACK, "--broadcast", BROADCAST,
-            "--name-port", "0", "--datagram-port", "0", "--session-port", "0", "--rpc-port", "0",
+            "--name-port", "0", "--datagram-port", "0", "--session-port", "0",
+            *(("--rpc-port", "0") if rpc else ()),
             "--alias", ALIAS, "--data-dir", str(self.data_dir), *options,
         ]  # fmt: skip
-        ready = threading.Event()
-        self.ports: dict[str, int] = {}
-        started = time.perf_counter()
         # No settings file of the user's: the default path points into our folder, empty.
         env = dict(os.environ, XDG_CONFIG_HOME=str(folder / "config"))
+        self.started = time.perf_counter()
         with open(self.output, "wb") as stdout:
             # stdout goes to a file: the receiver never blocks on it, and nobody parses it live.
             self.process = subprocess.Popen(
@@ -182,25 +220,44 @@ class Receiver:
                 env=env,
                 preexec_fn=_child_limits,
             )
+        self.pid = self.process.pid
+        threading.Thread(target=self._read_stderr, daemon=True).start()
 
-        def read_stderr() -> None:
-            assert self.process.stderr is not None
-            for line in self.process.stderr:
-                self.log.append(line.rstrip("\n"))
-                self.refusals += "refused a message" in line
-                match = READY.search(line)
-                if match and not ready.is_set():
-                    self.ports = {k: int(match[k]) for k in ("name", "datagram", "session")}
-                    self.ready_seconds = time.perf_counter() - started
-                    ready.set()
-            ready.set()
+    def _read_stderr(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self.log.append(line.rstrip("\n"))
+            self.refusals += "refused a message" in line
+            match = READY.search(line)
+            if match and not self._ready.is_set():
+                self.ports = {k: int(match[k]) for k in ("name", "datagram", "session")}
+                self.ready_seconds = time.perf_counter() - self.started
+                self._ready.set()
+        self._ready.set()
 
-        threading.Thread(target=read_stderr, daemon=True).start()
-        ready.wait(START_TIMEOUT)
+    def wait_ready(self) -> Receiver:
+        """Wait for the ready line (RuntimeError, with the log, if it never comes)."""
+        self._ready.wait(START_TIMEOUT)
         if not self.ports:
             self.stop()
             raise RuntimeError("messengerd did not start:\n" + "\n".join(self.log))
-        self.pid = self.process.pid
+        return self
+
+    def session_port(self) -> int | None:
+        """The TCP port the receiver listens on, found before its ready line: the listening
+        socket among its open files (/proc/PID/fd against /proc/net/tcp)."""
+        inodes = set()
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{self.pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == TCP_LISTEN and fields[9] in inodes:
+                return int(fields[1].rsplit(":", 1)[1], 16)
+        return None
 
     def settle(self, quiet: float = SETTLE_SECONDS) -> None:
         """Wait until stdout has not grown for `quiet` seconds (the backlog is worked off)."""
@@ -259,9 +316,9 @@ def run_load(*arguments: str, watch: int | None = None) -> dict:
 
 def machine_busy_pct(seconds: float = 1.0) -> float:
     """CPU the whole machine used over `seconds`, in % of one core (200% = 2 cores busy)."""
-    before = _machine_busy_ticks()
+    before, _ = machine_ticks()
     time.sleep(seconds)
-    return (_machine_busy_ticks() - before) / (seconds * CLOCK_TICKS / 100)
+    return (machine_ticks()[0] - before) / (seconds * CLOCK_TICKS / 100)
 
 
 def wait_quiet() -> None:

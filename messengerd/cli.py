@@ -15,6 +15,7 @@ from messengerd import __version__
 from messengerd.commands import config as config_command
 from messengerd.commands import decode, doctor, history, names, run, send, service, status, tray
 from messengerd.commands.exits import EXIT_USAGE, UsageError
+from messengerd.config.settings import SettingsError
 from messengerd.daemon import ListenError
 
 COMMANDS = (run, status, history, send, decode, config_command, names, tray, doctor, service)
@@ -63,4 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return args.handler(args)
     except (UsageError, ListenError) as exc:
         print(f"messengerd: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except SettingsError as exc:
+        # A settings file's problems, one line each, naming the file, key and line.
+        for line in exc.lines():
+            print(f"messengerd: {line}", file=sys.stderr)
         return EXIT_USAGE

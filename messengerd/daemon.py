@@ -7,6 +7,12 @@ on each subnet before it is answered for there (transport/subnets.py: every broa
 interface with the default bind); one another node holds is dropped on that subnet, and
 from the table only when no subnet accepts it. The table as it then stands is stored
 again, and after every add and delete.
+
+The listeners open before the names are registered (a taken port is reported before
+anything is broadcast), and a message to a name being registered is taken: the session and
+datagram services count the table's names as ours from the start (and those being added,
+_Receiving), the name service of a subnet only once no other node there has objected. So a
+restart refuses no sender during the registration's 0.75 s.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -33,15 +40,18 @@ from messengerd.core.aliases import (
     load_aliases,
     save_aliases,
 )
+from messengerd.core.limits import MAX_SESSIONS
 from messengerd.core.lmerr import NetError
 from messengerd.core.message import Message, Outcome
 from messengerd.core.policy import Policy, Reason
+from messengerd.core.ratelog import SummaryLog
 from messengerd.core.store.inbox import DATABASE_NAME, DiskFull, Inbox, InboxError, StoredMessage
 from messengerd.delivery import Fanout, Sink
 from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import Directory, MessageReceived
 from messengerd.protocol.nameservice import NameService
 from messengerd.protocol.rpc import RpcServer
+from messengerd.transport.fds import OPEN_FILES_WANTED, raise_open_file_limit, session_limit
 from messengerd.transport.netif import (
     LOOPBACK_NETWORK,
     Subnet,
@@ -80,15 +90,27 @@ class Hooks:
         return False
 
 
-class _SessionDirectory:
-    """The alias table as the session service sees it: less the names the hooks refuse."""
+class _Receiving:
+    """The alias table as the session and datagram services see it: with the names being
+    registered (a message to one is taken, not refused, while the network is asked), less
+    the names the hooks refuse a session. The name service sees the table itself."""
 
-    def __init__(self, aliases: AliasTable, hooks: Hooks) -> None:
+    def __init__(
+        self,
+        aliases: AliasTable,
+        registering: set[NetBIOSName],
+        refuses: Callable[[NetBIOSName], bool] | None = None,
+    ) -> None:
         self.aliases = aliases
-        self.hooks = hooks
+        self.registering = registering
+        self.refuses = refuses
 
     def is_local(self, name: NetBIOSName) -> bool:
-        return self.aliases.is_local(name) and not self.hooks.refuses_session(name)
+        if self.refuses is not None and self.refuses(name):
+            return False
+        return (
+            self.aliases.is_local(name) or NetBIOSName(name.name, name.suffix) in self.registering
+        )
 
     def is_group(self, name: NetBIOSName) -> bool:
         return self.aliases.is_group(name)
@@ -142,11 +164,22 @@ class Daemon:
             self.aliases, mac=uuid.getnode().to_bytes(6, "big"), ttl=self.name_ttl
         )
         self._name_protocol: NameServiceProtocol | None = None
+        self._name_summary = SummaryLog(log)
         self._registrations: SubnetRegistrations | None = None
-        self._adding: set[NetBIOSName] = set()
+        self._registering: set[NetBIOSName] = set()
+        """Names being added to the table now (add_alias), taken by the session and
+        datagram services while the network is asked."""
         self._save_lock = asyncio.Lock()
-        directory = self.aliases if hooks is None else _SessionDirectory(self.aliases, hooks)
-        self._sessions = SessionListener(directory, self.accept, codepage=config.codepage)
+        self._sessions = SessionListener(
+            _Receiving(
+                self.aliases,
+                self._registering,
+                hooks.refuses_session if hooks is not None else None,
+            ),
+            self.accept,
+            codepage=config.codepage,
+            idle_timeout=config.session_idle_timeout,
+        )
         self._udp: list[asyncio.DatagramTransport] = []
         self._datagram_protocols: list[DatagramServiceProtocol] = []
         self._rpc_protocols: list[RpcProtocol] = []
@@ -167,6 +200,15 @@ class Daemon:
         """
         self._started = (datetime.now(UTC), time.monotonic())
         directory = self._sessions.directory
+        self._sessions.max_sessions = session_limit(raise_open_file_limit())
+        if self._sessions.max_sessions < MAX_SESSIONS:
+            log.info(
+                "at most %d sessions: the open-file limit leaves no room for more "
+                "(raise LimitNOFILE or `ulimit -n` to %d for %d)",
+                self._sessions.max_sessions,
+                OPEN_FILES_WANTED,
+                MAX_SESSIONS,
+            )
         try:
             if self.control is not None:
                 try:
@@ -198,10 +240,16 @@ class Daemon:
         """NetBIOS over TCP/IP of our own: UDP 137 and 138, TCP 139, B-node registration."""
         bind = self.config.bind
         self.ports["name"], names = await self._open_udp(
-            "name", self.config.name_port, lambda: NameServiceProtocol(self._names, bind)
+            "name",
+            self.config.name_port,
+            lambda: NameServiceProtocol(self._names, bind, self._name_summary),
         )
         self._name_protocol = names[0]
-        datagrams = DatagramService(self.aliases, codepage=self.config.codepage)
+        for protocol in names[1:]:
+            protocol.on_broadcast_address = True
+        datagrams = DatagramService(
+            _Receiving(self.aliases, self._registering), codepage=self.config.codepage
+        )
         self.ports["datagram"], self._datagram_protocols = await self._open_udp(
             "datagram",
             self.config.datagram_port,
@@ -243,10 +291,14 @@ class Daemon:
         names = self.aliases.names()
         for name in names:
             self.aliases.remove(name)
+        # As with registration: a message to a name still being added is taken, not refused.
+        self._registering.update(names)
         try:
             added = await self._netbios.start(names)
         except NetbiosBackendError as exc:
             raise ListenError(str(exc)) from None
+        finally:
+            self._registering.difference_update(names)
         for name in added:
             self.aliases.add(name.text(self.config.codepage))
         lanas = ", ".join(str(lana.number) for lana in self._netbios.lanas)
@@ -290,8 +342,8 @@ class Daemon:
         NetError: the table's codes, or NERR_DuplicateName when another node holds the
         name (the table is then unchanged).
         """
-        alias = self.aliases.check_add(name, self._adding)
-        self._adding.add(alias)
+        alias = self.aliases.check_add(name, self._registering)
+        self._registering.add(alias)
         try:
             if self._netbios is not None:
                 await self._netbios.add_name(alias)
@@ -306,7 +358,7 @@ class Daemon:
                     self._registrations.release(alias)
                 raise
         finally:
-            self._adding.discard(alias)
+            self._registering.discard(alias)
         await self._save()
         log.info("alias %s added", alias)
         return alias
@@ -354,6 +406,8 @@ class Daemon:
                 str(reason): count for reason, count in counters.items() if reason != Reason.ALLOWED
             },
             "store": None if self.inbox is None else await asyncio.to_thread(self.inbox.usage),
+            "sessions": len(self._sessions.sessions),
+            "sink_overflow": self.fanout.overflowed(),
             "interfaces": None if self._registrations is None else self._registrations.report(),
         }
 
@@ -451,6 +505,7 @@ class Daemon:
             await self._registrations.close(release=True)
             self._registrations = None
         self._name_protocol = None
+        self._name_summary.flush()
         for transport in self._udp:
             transport.close()
         self._udp.clear()
@@ -464,6 +519,8 @@ class Daemon:
         self._rpc_protocols.clear()
         if self.inbox is not None:
             await self.inbox.aclose()
+        if self.policy is not None:
+            self.policy.flush_log()
         await self.fanout.drain()
         self._stopped.set()
 

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 NOBODY = 65534
@@ -30,6 +31,9 @@ class DaemonProcess:
 
     `command` runs instead as given (a deployed messengerd, a sandboxed one), with `env`
     for its whole environment; `json_lines=False` queues its stdout lines as text.
+    `verbose`: run with -v (every event logged on its own). `read_stdout=False` leaves its
+    stdout a pipe nobody reads. `preexec_fn` runs in the child before messengerd (a umask,
+    a resource limit). `wait=False` returns at once; wait_ready() then waits for the ports.
     """
 
     def __init__(
@@ -43,12 +47,17 @@ class DaemonProcess:
         command: list[str] | None = None,
         env: dict[str, str] | None = None,
         json_lines: bool = True,
+        verbose: bool = True,
+        read_stdout: bool = True,
+        preexec_fn: Callable[[], None] | None = None,
+        wait: bool = True,
         prefix: tuple[str, ...] = (),
     ) -> None:
         """`prefix`: a command that runs the daemon's command line (its arguments follow)."""
         if command is None:
             command = [
-                sys.executable, "-m", "messengerd", "-v", "run", "--json",
+                sys.executable, "-m", "messengerd", *(["-v"] if verbose else []), "run",
+                *(["--json"] if json_lines else []),
                 "--bind", bind, "--broadcast", broadcast,
                 "--name-port", str(ports[0]), "--datagram-port", str(ports[1]),
                 "--session-port", str(ports[2]), "--rpc-port", "0",
@@ -66,6 +75,7 @@ class DaemonProcess:
             text=True,
             encoding="utf-8",
             env=env,
+            preexec_fn=preexec_fn,
         )
         self.messages: queue.Queue = queue.Queue()
         self.log: list[str] = []
@@ -82,14 +92,23 @@ class DaemonProcess:
                     ready.set()
             ready.set()
 
-        def read_stdout() -> None:
+        def read_messages() -> None:
             assert self.process.stdout is not None
             for line in self.process.stdout:
                 self.messages.put(json.loads(line) if json_lines else line.rstrip("\n"))
 
-        threading.Thread(target=read_stderr, daemon=True).start()
-        threading.Thread(target=read_stdout, daemon=True).start()
-        ready.wait(START_TIMEOUT)
+        self._stderr_reader = threading.Thread(target=read_stderr, daemon=True)
+        self._stderr_reader.start()
+        self._reading_stdout = read_stdout
+        if read_stdout:
+            threading.Thread(target=read_messages, daemon=True).start()
+        self._ready = ready
+        if wait:
+            self.wait_ready()
+
+    def wait_ready(self) -> None:
+        """Return once the daemon says where it listens; RuntimeError if it never does."""
+        self._ready.wait(START_TIMEOUT)
         if not self.ports:
             self.stop()
             raise RuntimeError("messengerd did not start:\n" + "\n".join(self.log))
@@ -117,6 +136,9 @@ class DaemonProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self._stderr_reader.join(5)  # every line it logged, up to the last
+        if self.process.stdout is not None and not self._reading_stdout:
+            self.process.stdout.close()
         return self.process.returncode
 
     def __enter__(self) -> DaemonProcess:

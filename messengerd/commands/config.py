@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from messengerd.commands.exits import EXIT_OK, EXIT_USAGE
-from messengerd.config.settings import SettingsError, default_config_path, load_settings
+from messengerd.commands.exits import EXIT_OK
+from messengerd.config.settings import default_config_path, load_settings
 from messengerd.delivery.routing import SINK_TYPES
 
 
@@ -39,12 +39,7 @@ def add_parser(subparsers: Any) -> None:
 def cmd_config(args: argparse.Namespace) -> int:
     """Run `messengerd config check`: EXIT_OK when the file is good, EXIT_USAGE if not."""
     path: Path = args.file or default_config_path()
-    try:
-        settings = load_settings(path, sink_types=SINK_TYPES)
-    except SettingsError as exc:
-        for line in exc.lines():
-            print(f"messengerd: {line}", file=sys.stderr)
-        return EXIT_USAGE
+    settings = load_settings(path, sink_types=SINK_TYPES)
     for note in settings.notes:
         print(f"messengerd: {note}", file=sys.stderr)
     print(f"{path}: OK")

@@ -16,7 +16,7 @@ from typing import Any
 from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
 from messengerd.commands.run import add_daemon_options, daemon_config
 from messengerd.config.options import default_data_dir
-from messengerd.config.settings import SettingsError, find_settings
+from messengerd.config.settings import find_settings
 from messengerd.delivery.routing import SINK_TYPES
 from messengerd.doctor import Environment, run_checks
 from messengerd.tray.text import visible_text
@@ -54,12 +54,7 @@ def add_parser(subparsers: Any) -> None:
 
 def cmd_doctor(args: argparse.Namespace, environment: Environment | None = None) -> int:
     """Run the checks (or the NetBT fix); the exit code as the module docstring says."""
-    try:
-        settings = find_settings(args.config, sink_types=SINK_TYPES)
-    except SettingsError as exc:
-        for line in exc.lines():
-            print(f"messengerd: {line}", file=sys.stderr)
-        return EXIT_USAGE
+    settings = find_settings(args.config, sink_types=SINK_TYPES)
     config = daemon_config(args, settings)
     if args.fix_netbt or args.restore_netbt:
         environment = environment or Environment.here()

@@ -6,7 +6,6 @@ It reads the inbox file directly, so it works whether the daemon runs or not.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import sys
@@ -15,12 +14,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE, UsageError
+from messengerd.commands.exits import EXIT_FAILED, EXIT_OK, UsageError
 from messengerd.config.options import front_end_data_dir
-from messengerd.config.settings import SettingsError, default_config_path, find_settings
+from messengerd.config.settings import default_config_path, find_settings
 from messengerd.core.datadir import unreachable
 from messengerd.core.store.inbox import DATABASE_NAME, Inbox, InboxError, StoredMessage
 from messengerd.core.store.retention import BYTES_PER_MB
+from messengerd.core.visible import json_line
 from messengerd.delivery.routing import SINK_TYPES
 
 FOLLOW_POLL_INTERVAL = 0.5
@@ -200,8 +200,9 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _print(message: StoredMessage, json_lines: bool) -> None:
+    # For a terminal: JSON with what a terminal acts on escaped; text with it made visible.
     if json_lines:
-        line = json.dumps(message.to_json(), ensure_ascii=False)
+        line = json_line(message.to_json())
     else:
         marker = " " if message.read else UNREAD_MARKER
         line = f"{message.id:>5} {marker} {message.one_line()}"
@@ -238,12 +239,8 @@ def _prune(inbox: Inbox, args: argparse.Namespace) -> int:
     ]
     if given:
         raise UsageError(f"--prune deletes by the [store] limits only; drop {', '.join(given)}")
-    try:
-        settings = find_settings(args.config, sink_types=SINK_TYPES)
-    except SettingsError as exc:
-        for line in exc.lines():
-            _note(line)
-        return EXIT_USAGE
+    # A bad settings file is cli.main's to report (SettingsError: each problem, exit 2).
+    settings = find_settings(args.config, sink_types=SINK_TYPES)
     result = inbox.prune(settings.store)
     left = inbox.count()
     _note(

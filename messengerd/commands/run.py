@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from messengerd.commands.arguments import ipv4, listen_port
-from messengerd.commands.exits import EXIT_OK, EXIT_USAGE, UsageError
+from messengerd.commands.exits import EXIT_OK, UsageError
 from messengerd.config.options import BACKENDS, DaemonConfig, default_data_dir
 from messengerd.config.settings import (
     Settings,
-    SettingsError,
     default_config_path,
     find_settings,
 )
@@ -61,6 +60,9 @@ _CLI_OPTIONS = {
     "interfaces": "interface",
 }
 """DaemonConfig field -> the argparse destination of its option (add_daemon_options)."""
+
+_SETTINGS_ONLY = ("session_idle_timeout",)
+"""DaemonConfig fields only the settings file's `[daemon]` sets."""
 
 
 def add_parser(subparsers: Any) -> None:
@@ -193,6 +195,9 @@ def daemon_config(args: argparse.Namespace, settings: Settings | None = None) ->
         getattr(args, "rpc_port", None) is None and daemon.rpc is False
     ):
         values["rpc_port"] = None
+    for name in _SETTINGS_ONLY:
+        if getattr(daemon, name) is not None:
+            values[name] = getattr(daemon, name)
     values["retention"] = (settings or Settings()).store
     if "codepage" in values:
         try:
@@ -204,12 +209,7 @@ def daemon_config(args: argparse.Namespace, settings: Settings | None = None) ->
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until Ctrl-C or SIGTERM."""
-    try:
-        settings = find_settings(args.config, sink_types=SINK_TYPES)
-    except SettingsError as exc:
-        for line in exc.lines():
-            print(f"messengerd: {line}", file=sys.stderr)
-        return EXIT_USAGE
+    settings = find_settings(args.config, sink_types=SINK_TYPES)
     for note in settings.notes:
         log.warning("%s", note)
     config = daemon_config(args, settings)

@@ -150,7 +150,7 @@ def _check_attach_options(args: argparse.Namespace) -> None:
 
 def _standalone(args: argparse.Namespace, root: Any, pystray: Any, notifier: Any) -> Any:
     from messengerd.background import DaemonThread, LocalAliases
-    from messengerd.config.settings import SettingsError, find_settings
+    from messengerd.config.settings import find_settings
     from messengerd.core.lmerr import NetError
     from messengerd.core.policy import Policy
     from messengerd.core.store.inbox import Inbox, InboxError
@@ -159,12 +159,7 @@ def _standalone(args: argparse.Namespace, root: Any, pystray: Any, notifier: Any
     from messengerd.tray.app import TrayApp, TraySink
     from messengerd.tray.presenter import Presenter
 
-    try:
-        settings = find_settings(args.config, sink_types=SINK_TYPES)
-    except SettingsError as exc:
-        for line in exc.lines():
-            print(f"messengerd: {line}", file=sys.stderr)
-        return None
+    settings = find_settings(args.config, sink_types=SINK_TYPES)
     config = daemon_config(args, settings)
     try:
         # The tray shows every message itself: only the sinks the file names, no console.

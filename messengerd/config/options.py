@@ -11,6 +11,7 @@ from pathlib import Path
 
 import platformdirs
 
+from messengerd.core.limits import SESSION_IDLE_TIMEOUT
 from messengerd.core.store.retention import Retention
 from messengerd.wire.names import NETBIOS_NAME_LENGTH
 from messengerd.wire.text import DEFAULT_CODEPAGE
@@ -127,6 +128,8 @@ class DaemonConfig:
     backend: str = "sockets"
     """How messages arrive: "sockets" (NetBIOS over TCP/IP of our own, UDP 137/138 and TCP
     139) or "netbios" (Windows' NetBIOS API beside its own NetBT: experimental)."""
+    session_idle_timeout: float = SESSION_IDLE_TIMEOUT
+    """Seconds a session may go without completing a frame before it is closed."""
     control: str = "auto"
     """The control channel: "unix" socket, loopback "tcp" with a token file, "auto" (unix
     where the platform has it), or "none"."""

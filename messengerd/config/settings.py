@@ -6,6 +6,7 @@ bind = "0.0.0.0"
 aliases = ["ALERTS", "BOB"]
 codepage = "cp850"
 data_dir = "/var/lib/messengerd"   # relative paths are relative to this file
+session_idle_timeout = 120           # seconds a session may complete no frame
 
 [[sink]]                  # none: print to the console, as `messengerd run` does
 type = "command"          # console | command | forward
@@ -121,6 +122,7 @@ class DaemonSettings:
     interfaces: list[str] | None = None
     control_group: str | None = None
     backend: str | None = None
+    session_idle_timeout: float | None = None
 
 
 @dataclass
@@ -228,6 +230,7 @@ DAEMON_KEYS: dict[str, Check] = {
     "store": values.boolean,
     "control_group": values.nonempty_string,
     "backend": values.one_of(BACKENDS),
+    "session_idle_timeout": values.positive_number,
     "interfaces": values.string_list,
 }
 

@@ -12,13 +12,16 @@ GROUP get what a person at the desk needs, and no more:
   (SO_PEERCRED, messengerd.control.server);
 - the inbox 0640, to read history (SQLite gives -wal and -shm the inbox's own mode).
 Writing stays the daemon's: members change aliases only through the control channel.
-Without a control group every start makes the inbox private again; the directory's mode is
-left as its owner set it (only one created here is made 0700).
+Without a control group every start makes the inbox and the directory private again: one
+created here is made 0700, one this user owns loses the group's and others' access, and
+one that belongs to another user (a directory an administrator chose) is left as it is,
+with a warning, once, naming the chmod to run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import stat
 import sys
@@ -32,6 +35,11 @@ PRIVATE_FILE_MODE = 0o600
 SHARED_FILE_MODE = 0o640
 PRIVATE_SOCKET_MODE = 0o600
 SHARED_SOCKET_MODE = 0o660
+
+OTHERS = stat.S_IRWXG | stat.S_IRWXO
+"""The group's and everyone else's permission bits: none on a private directory."""
+
+log = logging.getLogger(__name__)
 
 PROC_STATUS = "/proc/{pid}/status"
 """Where Linux lists a process's credentials; its `Groups:` line has the supplementary gids."""
@@ -118,6 +126,8 @@ def prepare(data_dir: Path, group: ControlGroup | None, files: Iterable[str] = (
     if group is not None:
         setgid = 0 if sys.platform != "win32" and os.getegid() == group.gid else stat.S_ISGID
         share(data_dir, group, SHARED_DIR_MODE | setgid)
+    else:
+        _keep_private(data_dir)
     for name in files:
         path = data_dir / name
         mode = PRIVATE_FILE_MODE if group is None else SHARED_FILE_MODE
@@ -130,6 +140,31 @@ def prepare(data_dir: Path, group: ControlGroup | None, files: Iterable[str] = (
             _chmod(path, mode)
         else:
             share(path, group, mode)
+
+
+def _keep_private(data_dir: Path) -> None:
+    """Take the group's and others' access to `data_dir` away when this user owns it; else
+    log what is wrong and the chmod that puts it right. (Windows has no such modes.)"""
+    if sys.platform == "win32":
+        return
+    info = data_dir.stat()
+    mode = stat.S_IMODE(info.st_mode)
+    if not mode & OTHERS:
+        return
+    if info.st_uid == os.geteuid():
+        _chmod(data_dir, mode & ~OTHERS)
+        log.info(
+            "data directory %s was open to others (mode %04o): made it private", data_dir, mode
+        )
+        return
+    log.warning(
+        "other users can enter the data directory %s (mode %04o, owner %s): "
+        "run `chmod go-rwx %s` as its owner",
+        data_dir,
+        mode,
+        _name_of_user(info.st_uid),
+        data_dir,
+    )
 
 
 def share(path: Path, group: ControlGroup, mode: int) -> None:

@@ -17,10 +17,32 @@ MAX_SESSION_FRAME = 8192
 under 600 bytes; the RFC's 17-bit length (131071) is no reason to buffer that much."""
 
 MAX_SESSIONS = 2048
-"""Concurrent TCP sessions; the next connection is closed at once with a log line."""
+"""Concurrent TCP sessions; the next connection is closed at once (and counted in the log).
+Fewer when the open-file limit is lower: see FD_RESERVE."""
+
+MAX_SESSIONS_PER_SOURCE = 64
+"""Concurrent TCP sessions from one address, so that one host cannot take them all: a
+sender waits for each reply, so even a busy server needs a few; 64 leaves room for many
+senders behind one NAT or VPN concentrator."""
+
+MIN_SESSIONS = 16
+"""Sessions allowed however low the open-file limit: below this the daemon is of no use,
+and running out of descriptors pauses accepting (ACCEPT_RETRY_DELAY) rather than failing."""
+
+FD_RESERVE = 256
+"""Open files kept for everything but sessions when the session limit is sized to the
+open-file limit (RLIMIT_NOFILE): 16 once the first message is stored (stdio, the event
+loop, the UDP and listening sockets, the inbox's 3; measured on Linux), the inbox's
+readers, the control channel (64 connections), and the sinks at their concurrency limits
+(a command's process holds 3 pipes, a forward a socket or two), with room to spare."""
+
+ACCEPT_RETRY_DELAY = 0.5
+"""Seconds accepting pauses when the process or system is out of file descriptors; the
+waiting connections stay in the listen backlog meanwhile."""
 
 SESSION_IDLE_TIMEOUT = 120.0
-"""Seconds a session may sit with no complete frame before it is closed."""
+"""Seconds a session may sit with no complete frame before it is closed; the settings'
+`[daemon] session_idle_timeout` changes it."""
 
 REASSEMBLY_TIMEOUT = 2.0
 """Seconds to wait for a datagram's missing fragments (RFC 1002 §4.4, PROTOCOL.md §5)."""
@@ -71,3 +93,13 @@ ncadg_ip_udp tower is 75 bytes."""
 
 MAX_EPT_TOWER_FLOORS = 16
 """Floors read from a protocol tower; a DCE tower over IP has 5."""
+NODE_STATUS_BURST = 4
+"""Node status answers one source gets at once: `nbtstat -A` asks up to three times, and
+`net send <IP>` once per message. An answer is up to 11 times the request's size."""
+
+NODE_STATUS_RATE = 1.0
+"""Node status answers a second one source gets once its burst is spent."""
+
+MAX_RATE_LIMITED_SOURCES = 4096
+"""Sources whose rate-limit buckets are kept; the least recently seen is forgotten (and
+starts again with a full bucket)."""

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from messengerd.core.visible import visible_text
 from messengerd.wire.text import DEFAULT_CODEPAGE, decode_text
 
 MessagePath = Literal["session", "mailslot", "rpc"]
@@ -59,11 +60,13 @@ class Message:
         }
 
     def one_line(self) -> str:
-        """`[time] FROM -> TO (path, peer): text`, line breaks shown as ' | ' but for those
-        ending the text (`echo text | smbclient -M` sends one)."""
+        """`[time] FROM -> TO (path, peer): text` for a terminal: line breaks shown as ' | ' but
+        for those ending the text (`echo text | smbclient -M` sends one), every other control
+        made visible (messengerd.core.visible)."""
         when = self.received_at.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-        text = self.text.rstrip("\n").replace("\n", " | ")
-        return f"[{when}] {self.sender} -> {self.recipient} ({self.path}, {self.peer}): {text}"
+        sender, recipient = visible_text(self.sender), visible_text(self.recipient)
+        text = visible_text(self.text.rstrip("\n").replace("\n", " | "))
+        return f"[{when}] {sender} -> {recipient} ({self.path}, {self.peer}): {text}"
 
 
 OutcomeStatus = Literal["stored", "duplicate", "refused", "error"]

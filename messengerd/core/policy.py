@@ -19,11 +19,14 @@ import fnmatch
 import ipaddress
 import logging
 import time
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from messengerd.core.buckets import TokenBuckets
 from messengerd.core.message import Message
+from messengerd.core.ratelog import SummaryLog
+from messengerd.core.visible import visible_text
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +39,6 @@ MAX_TRACKED_SOURCES = 4096
 
 A forgotten source starts again with a full bucket, so this bounds memory, not spam from
 an attacker with more addresses than this (spoofed UDP can have any number)."""
-
-REFUSAL_LOG_INTERVAL = 60.0
-"""Seconds between log lines about one source's refused messages; a flood logs one line
-a minute per source, with the count, not one per message."""
-
-MAX_REFUSAL_LOG_LINES = 20
-"""Refusal log lines per REFUSAL_LOG_INTERVAL for all sources together, so a flood from
-many (spoofed) addresses cannot fill the disk either; the rest are counted, not logged."""
 
 SECONDS_PER_MINUTE = 60.0
 
@@ -93,16 +88,6 @@ def parse_networks(entries: Iterable[str]) -> list[Network]:
     return networks
 
 
-@dataclass
-class _Source:
-    """What the policy remembers about one source address."""
-
-    tokens: float
-    updated: float
-    refused: int = 0
-    logged_at: float | None = None
-
-
 class Policy:
     """Allow and deny lists by source network and From name, and a per-source rate limit.
 
@@ -141,10 +126,9 @@ class Policy:
         self.max_sources = max_sources
         self.clock = clock
         self.counters: Counter[Reason] = Counter()
-        self._sources: OrderedDict[str, _Source] = OrderedDict()
-        self._log_window = float("-inf")
-        self._log_lines = 0
-        self._unlogged = 0
+        self._buckets = TokenBuckets(self.rate_per_second, rate_burst, max_sources)
+        # One line per source a minute, with the count, not one per message.
+        self._refusals = SummaryLog(log, clock=clock)
 
     def check(self, message: Message) -> Verdict:
         """Let `message` in or refuse it; counts every verdict, logs refusals (rate-limited)."""
@@ -176,60 +160,24 @@ class Policy:
             return Verdict(False, Reason.RATE_LIMITED)
         return ALLOWED
 
-    def _source(self, host: str, now: float) -> _Source:
-        source = self._sources.get(host)
-        if source is None:
-            source = _Source(tokens=float(self.rate_burst), updated=now)
-            self._sources[host] = source
-            if len(self._sources) > self.max_sources:
-                self._sources.popitem(last=False)
-        else:
-            self._sources.move_to_end(host)
-        return source
-
     def _take_token(self, host: str) -> bool:
         """Token bucket: `rate_burst` tokens, refilled at the rate; a message takes one."""
-        now = self.clock()
-        source = self._source(host, now)
-        elapsed = max(0.0, now - source.updated)
-        source.tokens = min(float(self.rate_burst), source.tokens + elapsed * self.rate_per_second)
-        source.updated = now
-        if source.tokens < 1.0:
-            return False
-        source.tokens -= 1.0
-        return True
+        return self._buckets.take(host, self.clock())
 
     def _log_refusal(self, host: str, sender: str, reason: Reason) -> None:
-        now = self.clock()
-        source = self._source(host, now)
-        source.refused += 1
-        if source.logged_at is not None and now - source.logged_at < REFUSAL_LOG_INTERVAL:
-            return
-        if now - self._log_window >= REFUSAL_LOG_INTERVAL:
-            if self._unlogged:
-                log.warning("refused %d more message(s) from other sources", self._unlogged)
-            self._log_window, self._log_lines, self._unlogged = now, 0, 0
-        if self._log_lines >= MAX_REFUSAL_LOG_LINES:
-            # Counted once, in the summary line, not again in this source's next line.
-            self._unlogged += source.refused
-            source.refused = 0
-            return
-        self._log_lines += 1
-        log.warning(
-            "refused %d message(s) from %s (last from %r): %s%s",
-            source.refused,
-            host,
-            sender,
-            reason,
-            "; storing them" if self.store_refused else "",
+        stored = "; storing it" if self.store_refused else ""
+        self._refusals.note(
+            host, f"message refused ({reason})", f"From {visible_text(sender)}{stored}"
         )
-        source.refused = 0
-        source.logged_at = now
+
+    def flush_log(self) -> None:
+        """Log the count of refusals not yet logged (at shutdown)."""
+        self._refusals.flush()
 
     @property
     def tracked_sources(self) -> int:
         """Source addresses remembered now (at most max_sources)."""
-        return len(self._sources)
+        return len(self._buckets)
 
     @property
     def refused(self) -> int:

@@ -13,8 +13,19 @@ Unlike smbd, nothing goes through a shell unless `shell = true` is asked for. Th
 line is split into arguments with shlex first, then each `%x` is replaced inside its
 argument, so a From name such as `x; rm -rf ~` or `$(id)` reaches the program as one plain
 argument. With `shell = true` the command runs as `/bin/sh -c COMMAND messengerd FILE FROM
-TO IP CLIENT`, and `%s %f %t %I %m` become `"$1"`..`"$5"`: the shell expands them as data,
-never reads them as script. (So in shell mode leave them outside single quotes.)
+TO IP CLIENT`, and an unquoted `%s %f %t %I %m` becomes `"$1"`..`"$5"`: the shell expands
+them as data, never reads them as script.
+
+Where a value lands in text that a shell will read as script, it cannot be passed as data:
+a Samba line carried over from smb.conf, `/bin/sh -c '/usr/bin/mail -s "message from %f"
+root < %s; rm %s' &`, puts %f inside the script `sh -c` runs. There, as smbd does (its
+msg_deliver passes From and To through alpha_strcpy), the sender's values `%f %t %m` keep
+their letters and digits and every other character becomes `_`: `$(touch x)` arrives as
+`__touch_x_`. That is every word after a program that hands its arguments to a shell
+(SHELL_PROGRAMS: sh, bash, su, ssh, ...), and in shell mode every quoted `%f %t %m` (a
+quoted string is where a nested script or a subject line lives) and every one after such
+a program. Other interpreters' code (`python -c`, `perl -e`) is not recognised: give them
+the values as arguments, or read the MESSENGERD_* variables.
 
 The values are also in the environment as MESSENGERD_FILE, MESSENGERD_FROM, MESSENGERD_TO,
 MESSENGERD_PEER_IP and MESSENGERD_CLIENT, for scripts and nested shells.
@@ -41,6 +52,8 @@ from pathlib import Path
 
 from messengerd.core.message import Message
 from messengerd.core.policy import peer_host
+from messengerd.core.visible import visible_text
+from messengerd.delivery import SINK_CONCURRENCY, SINK_QUEUE, SinkLimits
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +78,21 @@ _SUBSTITUTION = re.compile(r"%(.)", re.DOTALL)
 
 PLACEHOLDERS = ("s", "f", "t", "I", "m")
 """The substitutions, in the order of the shell mode's positional parameters $1..$5."""
+
+SENDER_VALUES = frozenset("ftm")
+"""The substitutions a sender chooses: From, To, and the client name (the From name)."""
+
+SHELL_PROGRAMS = frozenset(
+    {
+        *("sh", "bash", "dash", "ash", "ksh", "mksh", "pdksh", "zsh", "csh", "tcsh", "fish"),
+        *("busybox", "su", "runuser", "ssh", "rsh", "cmd", "pwsh", "powershell"),
+    }
+)
+"""Programs whose arguments a shell reads as script (`sh -c`, `su -c`, ssh's remote
+command, `cmd /c`): a value in a word after one of these is made shell-safe."""
+
+_SCRIPT_WORD_END = frozenset(" \t\n;|&()<>")
+"""What ends a word in a shell script, outside quotes."""
 
 ENVIRONMENT = {
     "s": "MESSENGERD_FILE",
@@ -106,6 +134,64 @@ def substitute(word: str, values: dict[str, str]) -> str:
     return _SUBSTITUTION.sub(lambda match: values.get(match[1], match[0]), word)
 
 
+def shell_safe(value: str) -> str:
+    """`value` as smbd puts a sender's name into a shell command: letters and digits kept,
+    every other character replaced by `_` (Samba's alpha_strcpy, smbd/message.c)."""
+    return "".join(char if char.isalnum() else "_" for char in value)
+
+
+def hands_to_shell(word: str) -> bool:
+    """True when `word` names a program that gives its arguments to a shell (SHELL_PROGRAMS),
+    by any path: `/bin/sh`, `bash`, `C:\\Windows\\System32\\cmd.exe`."""
+    name = re.split(r"[/\\]", word.strip("'\""))[-1].lower().removesuffix(".exe")
+    return name in SHELL_PROGRAMS
+
+
+def _safe_values(values: dict[str, str]) -> dict[str, str]:
+    """`values` for text a shell reads as script: the sender's made shell-safe."""
+    return {
+        key: shell_safe(value) if key in SENDER_VALUES else value for key, value in values.items()
+    }
+
+
+def shell_script(script: str, values: dict[str, str]) -> str:
+    """The shell mode's script: each unquoted `%x` a positional parameter (`"$2"`), which the
+    shell expands as data; the sender's values shell-safe inside quotes and after a program
+    that hands its arguments to a shell, where they would be read as script."""
+    safe = _safe_values(values)
+    out: list[str] = []
+    quote: str | None = None
+    word: list[str] = []
+    reparsed = False
+    index = 0
+    while index < len(script):
+        char = script[index]
+        if char == "%" and index + 1 < len(script):
+            key = script[index + 1]
+            index += 2
+            if key == "%":
+                out.append("%")
+            elif quote is None and not reparsed:
+                out.append(f'"${PLACEHOLDERS.index(key) + 1}"')
+            else:
+                out.append(safe[key])
+            continue
+        if quote is None and char in _SCRIPT_WORD_END:
+            reparsed = reparsed or hands_to_shell("".join(word))
+            word = []
+        else:
+            word.append(char)
+        if char == "\\" and quote != "'" and index + 1 < len(script):
+            out.append(script[index : index + 2])
+            index += 2
+            continue
+        if char in "'\"" and quote in (None, char):
+            quote = char if quote is None else None
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
 class MessageCommandSink:
     """Runs `command` for each message, its arguments substituted, never via a shell
     unless `shell` is set; waits up to `timeout` seconds, then kills it."""
@@ -119,8 +205,11 @@ class MessageCommandSink:
         timeout: float = COMMAND_TIMEOUT,
         remove_file: bool = True,
         temp_dir: Path | None = None,
+        concurrency: int = SINK_CONCURRENCY,
+        queue: int = SINK_QUEUE,
     ) -> None:
-        """ValueError for a command that cannot be split or uses an unknown substitution."""
+        """ValueError for a command that cannot be split or uses an unknown substitution.
+        `concurrency`: commands running at once; `queue`: messages waiting for one."""
         self.name = name
         self.command = command
         self.argv = check_command(command, shell=shell)
@@ -130,15 +219,21 @@ class MessageCommandSink:
         self.timeout = timeout
         self.remove_file = remove_file
         self.temp_dir = temp_dir
+        self.limits = SinkLimits(concurrency, queue)
 
     def arguments(self, message: Message, file: str) -> list[str]:
         """The argv the command runs with for `message`, its text in `file`."""
         values = _values(message, file)
-        if not self.shell:
-            return [substitute(word, values) for word in self.argv]
-        positional = {key: f'"${index}"' for index, key in enumerate(PLACEHOLDERS, 1)}
-        script = substitute(self.command, {**positional, "%": "%"})
-        return [SHELL, "-c", script, "messengerd", *(values[key] for key in PLACEHOLDERS)]
+        if self.shell:
+            script = shell_script(self.command, values)
+            return [SHELL, "-c", script, "messengerd", *(values[key] for key in PLACEHOLDERS)]
+        argv: list[str] = []
+        safe = _safe_values(values)
+        for word in self.argv:
+            # After `sh` (as in `/bin/sh -c '... %f ...'`) a value is read as script.
+            reparsed = any(hands_to_shell(earlier) for earlier in argv)
+            argv.append(substitute(word, safe if reparsed else values))
+        return argv
 
     async def deliver(self, message: Message) -> None:
         file = self._write_file(message)
@@ -240,7 +335,8 @@ def _environment(message: Message, file: str) -> dict[str, str]:
 
 
 def _log_output(name: str, stream: str, data: bytes | bytearray, discarded: int) -> None:
-    text = data.decode("utf-8", errors="replace").rstrip()
+    # The command may well echo what the sender wrote: one log line, controls made visible.
+    text = visible_text(data.decode("utf-8", errors="replace").rstrip())
     if not text:
         return
     more = f" ({discarded} more bytes not shown)" if discarded else ""

@@ -26,6 +26,8 @@ from typing import Any
 
 from messengerd.core.lmerr import NetError
 from messengerd.core.message import Message
+from messengerd.core.visible import visible_text
+from messengerd.delivery import SINK_CONCURRENCY, SINK_QUEUE, SinkLimits
 from messengerd.sender import MAX_SESSION_TEXT_BYTES, VIAS, send_message
 from messengerd.wire.text import check_codepage
 
@@ -53,9 +55,12 @@ class ForwardSink:
         broadcast: str | None = None,
         codepage: str | None = None,
         timeout: float = FORWARD_TIMEOUT,
+        concurrency: int = SINK_CONCURRENCY,
+        queue: int = SINK_QUEUE,
     ) -> None:
         """ValueError for a `via` the sender lacks, an unknown code page, or neither `host`
-        nor `to` (a name query for the original recipient would find this host)."""
+        nor `to` (a name query for the original recipient would find this host).
+        `concurrency`: forwards (connections) at once; `queue`: messages waiting for one."""
         if host is None and to is None:
             raise ValueError("a forward sink needs a host, or a `to` alias to look up")
         if via not in VIAS:
@@ -67,6 +72,7 @@ class ForwardSink:
         self.via = via
         self.codepage = None if codepage is None else check_codepage(codepage)
         self.timeout = timeout
+        self.limits = SinkLimits(concurrency, queue)
         # Only what the settings give; the sender's own defaults stand for the rest.
         self.options = {
             key: value
@@ -93,7 +99,8 @@ class ForwardSink:
 
     async def deliver(self, message: Message) -> None:
         msgname = self.to or message.recipient
-        where = f"{msgname} at {self.host or 'the address its name query finds'}"
+        # For the log: the recipient is the sender's text, controls and all.
+        where = visible_text(f"{msgname} at {self.host or 'the address its name query finds'}")
         arguments: dict[str, Any] = {
             "fromname": self.fromname or message.sender,
             "via": self.via,
@@ -108,9 +115,13 @@ class ForwardSink:
                     await send_message(msgname, piece, **arguments)
         except TimeoutError:
             log.error(
-                "%s: forwarding to %s took over %g s; given up", self.name, where, self.timeout
+                "%s: forwarding to %s took over %g s; given up",
+                self.name,
+                where,
+                self.timeout,
             )
         except NetError as exc:
-            log.error("%s: cannot forward to %s: %s", self.name, where, exc)
+            log.error("%s: cannot forward to %s: %s", self.name, where, visible_text(str(exc)))
         else:
-            log.info("%s: forwarded a message from %s to %s", self.name, message.sender, where)
+            sender = visible_text(message.sender)
+            log.info("%s: forwarded a message from %s to %s", self.name, sender, where)

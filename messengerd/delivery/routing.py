@@ -3,8 +3,8 @@ sinks a settings file's `[[sink]]`s describe: SINK_TYPES (what each type's optio
 the settings reader) and build_sinks (the sinks themselves, routed).
 
 Routing wraps each sink in a RoutedSink that lets through only the messages routed to it,
-and hands the wrapped list to the Fanout unchanged: every sink still runs in its own task
-with its own timeout, so routing adds no way for one sink to hold up another.
+and hands the wrapped list to the Fanout unchanged: every sink keeps its own queue,
+concurrency and timeout, so routing adds no way for one sink to hold up another.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any, TextIO
 from messengerd.config import values
 from messengerd.config.settings import RoutingSettings, Settings, SinkSettings, SinkType
 from messengerd.core.message import Message
-from messengerd.delivery import Sink
+from messengerd.delivery import IN_PROCESS_LIMITS, Sink
 from messengerd.delivery.command import MessageCommandSink, check_command
-from messengerd.delivery.console import ConsoleSink
+from messengerd.delivery.console import CONSOLE_QUEUE, ConsoleSink
 from messengerd.delivery.forward import ForwardSink
 from messengerd.sender import VIAS
 
@@ -79,16 +79,30 @@ class Router:
 
 
 class RoutedSink:
-    """A sink that passes on only the messages its Router sends to `sink.name`."""
+    """A sink that takes only the messages its Router sends to `sink.name`: the Fanout asks
+    `wants()` before a message takes a place in the sink's queue."""
 
     def __init__(self, sink: Sink, router: Router) -> None:
         self.sink = sink
         self.router = router
         self.name = sink.name
+        self.limits = getattr(sink, "limits", IN_PROCESS_LIMITS)
+
+    def wants(self, message: Message) -> bool:
+        return self.router.routes_to(self.name, message.recipient)
+
+    @property
+    def dropped(self) -> int:
+        return getattr(self.sink, "dropped", 0)
 
     async def deliver(self, message: Message) -> None:
-        if self.router.routes_to(self.name, message.recipient):
+        if self.wants(message):
             await self.sink.deliver(message)
+
+    async def aclose(self) -> None:
+        aclose = getattr(self.sink, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def _command_problems(options: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
@@ -106,10 +120,12 @@ def _forward_problems(options: Mapping[str, Any]) -> Iterator[tuple[str, str]]:
 
 
 SINK_TYPES: dict[str, SinkType] = {
-    "console": SinkType({"json": values.boolean}),
+    "console": SinkType({"json": values.boolean, "queue": values.positive_integer}),
     "command": SinkType(
         {
             "command": values.nonempty_string,
+            "concurrency": values.positive_integer,
+            "queue": values.positive_integer,
             "shell": values.boolean,
             "timeout": values.positive_number,
             "remove_file": values.boolean,
@@ -131,6 +147,8 @@ SINK_TYPES: dict[str, SinkType] = {
             "codepage": values.codepage,
             "fromname": values.nonempty_string,
             "timeout": values.positive_number,
+            "concurrency": values.positive_integer,
+            "queue": values.positive_integer,
         },
         check=_forward_problems,
     ),
@@ -152,7 +170,11 @@ def build_sink(
     """The sink one `[[sink]]` describes (its options already checked by settings)."""
     options = sink.options
     if sink.type == "console":
-        console = ConsoleSink(stream, json_lines=json_lines or options.get("json", False))
+        console = ConsoleSink(
+            stream,
+            json_lines=json_lines or options.get("json", False),
+            queue_size=options.get("queue", CONSOLE_QUEUE),
+        )
         console.name = sink.name
         return console
     if sink.type == "command":

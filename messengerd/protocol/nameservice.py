@@ -15,6 +15,8 @@ from __future__ import annotations
 import collections
 from dataclasses import dataclass
 
+from messengerd.core import limits
+from messengerd.core.buckets import TokenBuckets
 from messengerd.protocol.events import NEED_DATA, Directory, Dropped, SendData, Sentinel
 from messengerd.wire.errors import WireError
 from messengerd.wire.names import NetBIOSName
@@ -103,13 +105,26 @@ class NameService:
         self.scope = scope
         self.negative_answers = negative_answers
         self._events: collections.deque[Event] = collections.deque()
+        self._node_status_answers = TokenBuckets(
+            limits.NODE_STATUS_RATE, limits.NODE_STATUS_BURST, limits.MAX_RATE_LIMITED_SOURCES
+        )
 
-    def receive_data(self, data: bytes, *, source: tuple[str, int], local_ip: str) -> None:
+    def receive_data(
+        self,
+        data: bytes,
+        *,
+        source: tuple[str, int],
+        local_ip: str,
+        now: float = 0.0,
+        broadcast: bool = False,
+    ) -> None:
         """Take one datagram from `source`; its reply and what else it brings follow as events.
 
         `local_ip` is our address on the interface the datagram came in on: it goes into
-        positive answers, and a registration carrying it is our own come back. Nothing in
-        `data` makes this raise.
+        positive answers, and a registration carrying it is our own come back. `now` is
+        when it arrived (seconds, any monotonic clock), for the node status rate limit;
+        `broadcast` says it came to a broadcast address (the transport knows when it
+        listens on one; the B bit says so otherwise). Nothing in `data` makes this raise.
         """
         try:
             packet = parse_nbns(data)
@@ -120,7 +135,7 @@ class NameService:
         if isinstance(packet, NameQuery):
             reply = self._answer_query(packet, local_ip)
         elif isinstance(packet, NodeStatusQuery):
-            reply = self._answer_node_status(packet)
+            reply = self._answer_node_status(packet, source[0], now, broadcast)
         elif isinstance(packet, NameRegistration):
             reply = self._defend(packet, local_ip)
         elif isinstance(packet, RegistrationResponse | WaitForAcknowledgement):
@@ -148,10 +163,9 @@ class NameService:
         """Whether we hold `name`, and whether as a group name."""
         # The directory keeps names without scope; the scope is this service's.
         bare = NetBIOSName(name.name, name.suffix)
-        if self.directory.is_local(bare):
-            return True, False
-        if self.directory.is_group(bare):
-            return True, True
+        for held, group in self.directory.name_table():
+            if held == bare:
+                return True, group
         return False, False
 
     def _answer_query(self, query: NameQuery, local_ip: str) -> bytes | None:
@@ -194,12 +208,21 @@ class NameService:
             request.trn_id, request.name, request.address, nb_flags=request.nb_flags
         )
 
-    def _answer_node_status(self, query: NodeStatusQuery) -> bytes | None:
+    def _answer_node_status(
+        self, query: NodeStatusQuery, source: str, now: float, broadcast: bool
+    ) -> bytes | None:
         if not self._in_scope(query.name):
             self._drop(f"node status for {query.name}: scope is not {self.scope!r}")
             return None
         if not query.wildcard and not self._owned(query.name)[0]:
             self._drop(f"node status for {query.name}: not ours")
+            return None
+        if broadcast or query.broadcast:
+            # Every node on the segment would answer one broadcast: an amplifier.
+            self._drop(f"node status for {query.name} from {source}: broadcast")
+            return None
+        if not self._node_status_answers.take(source, now):
+            self._drop(f"node status for {query.name} from {source}: over the rate limit")
             return None
         # ACT on every name, G on group names: what Windows and nmbd list
         # (netbios.pcap frame 55, samba-smbclient-nmbd-netns.pcap frame 90). Like nmbd, leave

@@ -14,6 +14,7 @@ import socket
 from collections.abc import Callable
 from functools import lru_cache
 
+from messengerd.core.ratelog import SummaryLog
 from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import Dropped, MessageReceived, SendData
 from messengerd.protocol.nameservice import NameDefended, NameService, RegistrationAnswer
@@ -34,25 +35,41 @@ class NameServiceProtocol(asyncio.DatagramProtocol):
     to answer from: a reply from the broadcast socket would carry that address as source.
     """
 
-    def __init__(self, service: NameService, bind: str) -> None:
+    def __init__(self, service: NameService, bind: str, summary: SummaryLog) -> None:
         self.service = service
         self.bind = bind
+        self.summary = summary
+        """Where what peers make us do is logged, summed up: one for every socket."""
         self.transport: asyncio.DatagramTransport | None = None
         self.answer_received: AnswerReceived | None = None
         """Set once our own names are being registered (transport.registration)."""
         self.service_for: Callable[[str], NameService | None] | None = None
         """The name service of the subnet our address `local_ip` is on, when each subnet
         has its own (transport.subnets); None, or its None: `service`."""
+        self.on_broadcast_address = False
+        """True for the socket bound to the broadcast address: what it hears was broadcast."""
+        self.loop = asyncio.get_running_loop()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         if self.transport is None:
             self.transport = transport  # type: ignore[assignment]
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
-        local_ip = self.bind if self.bind != "0.0.0.0" else _local_address(addr[0])
+        try:
+            local_ip = self.bind if self.bind != "0.0.0.0" else _local_address(addr[0])
+        except OSError as exc:
+            # Finding our address takes a socket: none is left (EMFILE), or no route.
+            self.summary.note(addr[0], "name service packet dropped", str(exc))
+            return
         service = (self.service_for and self.service_for(local_ip)) or self.service
         try:
-            service.receive_data(data, source=addr, local_ip=local_ip)
+            service.receive_data(
+                data,
+                source=addr,
+                local_ip=local_ip,
+                now=self.loop.time(),
+                broadcast=self.on_broadcast_address,
+            )
             while True:
                 event = service.next_event()
                 if isinstance(event, SendData):
@@ -62,7 +79,7 @@ class NameServiceProtocol(asyncio.DatagramProtocol):
                     if self.answer_received is not None:
                         self.answer_received(event.response, event.source)
                 elif isinstance(event, NameDefended):
-                    log.info("defending %s against a registration by %s", event.name, event.address)
+                    self.summary.note(event.address, "registration defended", str(event.name))
                 elif isinstance(event, Dropped):
                     log.debug("name service: %s", event.reason)
                 else:

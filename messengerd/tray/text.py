@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import math
 import re
-import unicodedata
 from collections.abc import Callable
 
+from messengerd.core import visible
 from messengerd.core.message import Message
 
 POPUP_TEXT_COLUMNS = 60
@@ -24,43 +24,12 @@ MENU_LABEL_CHARS = 48
 
 ELLIPSIS = "…"
 
-_KEEP = frozenset("\n\t")
-_INVISIBLE = frozenset(("Cc", "Cf", "Cs", "Zl", "Zp"))
-"""Controls, format characters (bidi overrides, zero-width), surrogates, line separators."""
-
-# fmt: off
-C0_NAMES = (
-    "NUL", "SOH", "STX", "ETX", "EOT", "ENQ", "ACK", "BEL",
-    "BS", "HT", "LF", "VT", "FF", "CR", "SO", "SI",
-    "DLE", "DC1", "DC2", "DC3", "DC4", "NAK", "SYN", "ETB",
-    "CAN", "EM", "SUB", "ESC", "FS", "GS", "RS", "US",
-)
-# fmt: on
-"""The C0 control characters' abbreviations (ISO 646, ECMA-48 §8.2), by code."""
-
 
 def visible_text(text: str) -> str:
-    """`text` as it may be shown: newline and tab kept, every other control made visible.
-
-    C0 controls and DEL show as their abbreviations, `<BEL>`, `<ESC>`, `<DEL>` (Unicode's
-    control pictures would be tidier, but few fonts have them, and a missing glyph is an
-    empty box); C1 controls, bidi overrides, zero-width and separator characters show as
-    `<U+202E>`, so a sender cannot ring, reorder, hide or spoof anything in the popup.
-    """
-    out: list[str] = []
-    for char in text:
-        code = ord(char)
-        if char in _KEEP:
-            out.append(char)
-        elif code < 0x20:
-            out.append(f"<{C0_NAMES[code]}>")
-        elif code == 0x7F:
-            out.append("<DEL>")
-        elif unicodedata.category(char) in _INVISIBLE:
-            out.append(f"<U+{code:04X}>")
-        else:
-            out.append(char)
-    return "".join(out)
+    """`text` as the tray shows it: newline and tab kept, every other control made visible
+    (messengerd.core.visible, shared with the terminal and the log), so a sender cannot
+    ring, reorder, hide or spoof anything in the popup."""
+    return visible.visible_text(text, visible.KEEP_LINES)
 
 
 def shorten(text: str, limit: int) -> str:

@@ -26,12 +26,11 @@ import asyncio
 import ctypes
 import itertools
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 
 from messengerd.core import limits, lmerr
 from messengerd.core.lmerr import NetError
-from messengerd.core.message import Outcome
 from messengerd.protocol.datagram import DatagramService
 from messengerd.protocol.events import (
     NEED_DATA,
@@ -44,6 +43,7 @@ from messengerd.protocol.events import (
     answer_for,
 )
 from messengerd.protocol.session import Framing, SessionMachine
+from messengerd.transport.session import Accept
 from messengerd.windows import nb30
 from messengerd.windows.netbios import NcbRunner, NetbiosApi
 from messengerd.wire import datagram as wire_datagram
@@ -53,8 +53,6 @@ from messengerd.wire.text import DEFAULT_CODEPAGE
 
 log = logging.getLogger(__name__)
 
-Accept = Callable[[MessageReceived, str], Awaitable[Outcome]]
-"""Daemon.accept(message, peer) -> Outcome: store, then say what became of the message."""
 
 FALLBACK = (
     "the NetBIOS API backend is experimental (Microsoft documents Netbios() as unsupported "

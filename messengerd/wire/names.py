@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from messengerd.core.visible import visible_text
 from messengerd.wire.errors import WireError
 
 NETBIOS_NAME_LENGTH = 15
@@ -60,7 +61,8 @@ class NetBIOSName:
     def __str__(self) -> str:
         # NUL padding (the node status wildcard `*`) is not part of what a person reads.
         shown = self.name.rstrip(b"\x00").decode("cp850", errors="replace")
-        return f"{shown}<{self.suffix:02X}>"
+        # A name off the wire can hold any byte: in a log line its controls are made visible.
+        return f"{visible_text(shown)}<{self.suffix:02X}>"
 
 
 def encode_first_level(raw16: bytes, scope: bytes = b"") -> bytes:

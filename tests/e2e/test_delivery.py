@@ -297,4 +297,7 @@ def test_run_with_a_settings_file_routes_filters_and_runs_the_command(tmp_path):
         ]
         assert daemon.no_message()
     assert out.read_text(encoding="utf-8") == "On battery"
-    assert any("refused 1 message(s) from 127.0.0.1" in line for line in daemon.log)
+    assert any(
+        "message refused (denied sender) from 127.0.0.1: From SPAMBOT" in line
+        for line in daemon.log
+    )

@@ -266,9 +266,7 @@ def test_a_second_messengerd_cannot_take_the_names_the_first_holds(daemon, tmp_p
         result = names(second_dir, "add", "RECVR")
         assert result.returncode == 1 and "NERR_DuplicateName (2297)" in result.stderr
         assert names(second_dir, "add", "DAVE").returncode == 0, "other names are free"
-    assert any(
-        "defending RECVR<03> against a registration by 127.0.0.2" in line for line in daemon.log
-    )
+    assert any("registration defended from 127.0.0.2: RECVR<03>" in line for line in daemon.log)
 
 
 # --- restart, stop, and who may ask ---------------------------------------------------------

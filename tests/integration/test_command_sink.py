@@ -287,3 +287,62 @@ def test_remove_file_false_leaves_the_file_to_the_command(tmp_path, recorder):
     kept = Path(recorded(out)["args"][0])
     assert kept.read_text(encoding="utf-8") == "Server SRV1 shuts down in 5 minutes"
     assert kept.stat().st_mode & 0o077 == 0, "only its owner may read a message"
+
+
+# -- Samba `message command` lines carried over from smb.conf (issue 12, item 10) -----------
+
+SAMBA_HOSTILE = {"$(touch x)": "__touch_x_", "`touch x`": "_touch_x_", ";touch x": "_touch_x"}
+"""From names that, substituted raw into a shell script, run `touch x` (in tmp_path); and
+what smbd's alpha_strcpy makes of them: letters and digits kept, every other byte `_`."""
+
+FAKE_MAIL = textwrap.dedent(
+    """
+    import json, sys
+    with open(sys.argv[1], "w", encoding="utf-8") as out:
+        json.dump({"args": sys.argv[2:], "stdin": sys.stdin.read()}, out)
+    """
+)
+
+
+@pytest.fixture
+def mail(tmp_path: Path) -> tuple[str, Path]:
+    """A real `mail` program (a script) that records its arguments and what it reads: the
+    command line to put where Samba's examples have /usr/bin/mail, and its record."""
+    record = tmp_path / "mail.json"
+    script = tmp_path / "mail.py"
+    script.write_text(FAKE_MAIL, encoding="utf-8")
+    return command_line(sys.executable, str(script), str(record)), record
+
+
+SAMBA_LINES = [
+    # smb.conf(5)'s idiom, as `message command` carries it: smbd's shell runs an inner one.
+    ("/bin/sh -c '{mail} -s \"message from %f on %m\" root < %s; rm %s' &", False),
+    ("/bin/sh -c '{mail} -s \"message from %f on %m\" root < %s; rm %s' &", True),
+    # The same script as smbd's own shell would read it, given to ours.
+    ('{mail} -s "message from %f on %m" root < %s; rm %s', True),
+    ("/bin/bash -c \"{mail} -s 'message from %f on %m' root < %s\"", False),
+]
+
+
+@pytest.mark.parametrize("sender", SAMBA_HOSTILE)
+@pytest.mark.parametrize(("line", "shell"), SAMBA_LINES)
+def test_samba_command_lines_get_the_senders_name_shell_safe(tmp_path, mail, line, shell, sender):
+    command, record = mail
+    sink = MessageCommandSink(line.format(mail=command), shell=shell, temp_dir=tmp_path)
+    run_sink(sink, message(sender=sender, text="UPS on battery"))
+    assert not (tmp_path / "x").exists(), "the sender's name ran as shell script"
+    seen = json.loads(record.read_text(encoding="utf-8"))
+    safe = SAMBA_HOSTILE[sender]
+    assert seen == {"args": ["-s", f"message from {safe} on {safe}", "root"],
+                    "stdin": "UPS on battery"}  # fmt: skip
+    assert leftover_files(tmp_path) == []
+
+
+def test_values_outside_a_shell_stay_exact_beside_a_samba_line(tmp_path, recorder):
+    """Only what a shell reads as script is made safe: a plain argument keeps every
+    character, even after a `sh -c` elsewhere on the same line."""
+    out = tmp_path / "out.json"
+    line = command_line(sys.executable, str(recorder), str(out)) + " %s %f"
+    run_sink(MessageCommandSink(line, temp_dir=tmp_path), message(sender="$(touch x)"))
+    assert recorded(out)["args"][1:] == ["$(touch x)"]
+    assert not (tmp_path / "x").exists()

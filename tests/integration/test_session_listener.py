@@ -95,7 +95,7 @@ async def test_a_message_waits_for_its_store_and_the_frames_behind_it_are_answer
 
 @pytest.mark.asyncio
 async def test_sessions_beyond_the_limit_are_closed_at_once_with_a_log_line(caplog):
-    caplog.set_level(logging.WARNING, "messengerd.transport.session")
+    caplog.set_level(logging.INFO, "messengerd.transport.session")
     listener, port = await listen(Store(), max_sessions=2)
     request = nbss.session_request(BOB, ALICE_WORKSTATION)
     try:
@@ -108,7 +108,7 @@ async def test_sessions_beyond_the_limit_are_closed_at_once_with_a_log_line(capl
             held.append(writer)
         reader, writer = await asyncio.open_connection(LOOPBACK, port)
         assert await closed(reader)
-        assert "refused: 2 sessions open" in caplog.text
+        assert "session refused from 127.0.0.1: 2 sessions open" in caplog.text
         # One of the two leaves: the next session is taken again.
         held.pop().close()
         async with asyncio.timeout(WAIT):
@@ -273,3 +273,124 @@ async def test_a_session_trickling_bytes_of_a_frame_it_never_completes_is_idle()
         writer.close()
     finally:
         await listener.stop()
+
+
+@pytest.mark.asyncio
+async def test_one_source_gets_at_most_its_share_of_the_sessions(caplog):
+    caplog.set_level(logging.INFO, "messengerd.transport.session")
+    listener, port = await listen(Store(), max_per_source=2)
+    request = nbss.session_request(BOB, ALICE_WORKSTATION)
+
+    async def session(source: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reader, writer = await asyncio.open_connection(LOOPBACK, port, local_addr=(source, 0))
+        writer.write(request)
+        return reader, writer
+
+    try:
+        held = [await session(LOOPBACK) for _ in range(2)]
+        for reader, _ in held:
+            async with asyncio.timeout(WAIT):
+                assert await reader.readexactly(4) == nbss.positive_response()
+        reader, writer = await session(LOOPBACK)
+        assert await closed(reader), "a third session from 127.0.0.1 is refused"
+        assert "session refused from 127.0.0.1: 2 sessions from 127.0.0.1 open" in caplog.text
+        other_reader, other = await session("127.0.0.2")
+        async with asyncio.timeout(WAIT):
+            assert await other_reader.readexactly(4) == nbss.positive_response()
+        assert listener.per_source == {"127.0.0.1": 2, "127.0.0.2": 1}
+        for _, each in [*held, (reader, writer), (other_reader, other)]:
+            each.close()
+        async with asyncio.timeout(WAIT):
+            while listener.per_source:
+                await asyncio.sleep(0.01)
+    finally:
+        await listener.stop()
+
+
+STARVED_LISTENER = """
+import asyncio, logging, sys
+from messengerd.core.message import Outcome
+from messengerd.transport.session import SessionListener
+from tests.helpers import Names
+from tests.unit.protocol.test_session_machine import BOB
+
+logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
+
+async def accept(event, peer):
+    return Outcome("stored", id=1)
+
+async def main():
+    # No session limit of its own: only the open-file limit stops it.
+    listener = SessionListener(
+        Names(local=[BOB]), accept, codepage="cp850", max_sessions=10_000, max_per_source=10_000
+    )
+    print(await listener.start("127.0.0.1", 0), flush=True)
+    await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    await listener.stop()
+
+asyncio.run(main())
+"""
+
+STARVED_OPEN_FILES = 64
+"""The listener's RLIMIT_NOFILE: a few dozen sessions, then EMFILE."""
+
+
+@pytest.mark.asyncio
+async def test_out_of_file_descriptors_pauses_accepting_without_a_log_storm():
+    import os
+    import resource
+    import subprocess
+    import sys
+    import threading
+
+    def starve() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (STARVED_OPEN_FILES, STARVED_OPEN_FILES))
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", STARVED_LISTENER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=starve,
+        env=dict(os.environ, PYTHONPATH=os.getcwd()),
+    )
+    log_lines: list[str] = []
+    assert process.stderr is not None and process.stdout is not None
+    reading = threading.Thread(target=lambda: log_lines.extend(process.stderr), daemon=True)
+    reading.start()
+    sessions: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    try:
+        port = int(await asyncio.to_thread(process.stdout.readline))
+        request = nbss.session_request(BOB, ALICE_WORKSTATION)
+        for _ in range(3 * STARVED_OPEN_FILES):  # more connections than it has descriptors
+            reader, writer = await asyncio.open_connection(LOOPBACK, port)
+            writer.write(request)
+            sessions.append((reader, writer))
+
+        async def answered(reader: asyncio.StreamReader, within: float) -> bool:
+            try:
+                async with asyncio.timeout(within):
+                    return await reader.readexactly(4) == nbss.positive_response()
+            except TimeoutError:
+                return False
+
+        first = await asyncio.gather(*(answered(reader, 1.5) for reader, _ in sessions))
+        taken = first.count(True)
+        assert 0 < taken < STARVED_OPEN_FILES, "accepted until the descriptors ran out"
+        # Those it took leave: the rest, waiting in the backlog, are taken once it resumes.
+        for (_, writer), ok in zip(sessions, first, strict=True):
+            if ok:
+                writer.close()
+        waiting = [reader for (reader, _), ok in zip(sessions, first, strict=True) if not ok]
+        rest = await asyncio.gather(*(answered(reader, WAIT) for reader in waiting[: taken - 8]))
+        assert all(rest), "accepting resumed once descriptors were free"
+    finally:
+        for _, writer in sessions:
+            writer.close()
+        process.stdin.close()  # type: ignore[union-attr]
+        process.wait(WAIT)
+        reading.join(WAIT)
+    assert not any("Traceback" in line for line in log_lines), "".join(log_lines)
+    assert len(log_lines) <= 2, "".join(log_lines)  # the first, and the count at stop
+    assert "accepting sessions out of file descriptors from this host" in log_lines[0]

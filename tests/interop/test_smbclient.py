@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import time
 
 import pytest
 
 from tests.conftest import need_tool
 from tests.daemon_process import DaemonProcess
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.interop
 
@@ -76,3 +79,31 @@ def test_two_messages_in_a_row(daemon):
     smbclient_message(daemon.ports["session"], b"first")
     smbclient_message(daemon.ports["session"], b"second")
     assert [daemon.next_message()["text"] for _ in range(2)] == ["first", "second"]
+
+
+def test_smbclient_is_not_refused_while_the_alias_is_being_registered(tmp_path):
+    """smbclient -M exits 0 even when told ERRmsgoff: only the message arriving shows that
+    it was taken. Its first run is sent the moment the session port opens, while BOB<03> is
+    still being registered (750 ms of waiting for objections)."""
+    ports = (free_port(socket.SOCK_DGRAM), free_port(socket.SOCK_DGRAM), free_port())
+    daemon = DaemonProcess("--alias", "BOB", data_dir=tmp_path, ports=ports, wait=False)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", ports[2]), timeout=1).close()
+                break
+            except ConnectionRefusedError:
+                time.sleep(0.005)
+        sent = []
+        while not daemon.ports or not sent:
+            text = f"during start {len(sent)}"
+            was_ready = bool(daemon.ports)
+            assert smbclient_message(ports[2], text.encode()).returncode == 0
+            sent.append((was_ready, text))
+        daemon.wait_ready()
+        assert not sent[0][0], "the first message went out before the names were ready"
+        arrived = sorted(daemon.next_message()["text"] for _ in sent)
+        assert arrived == sorted(text for _, text in sent)
+    finally:
+        daemon.stop()

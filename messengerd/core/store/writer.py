@@ -133,7 +133,9 @@ class StoreWriter:
         with self._wake:
             self._start()
             self._queue.append(_Write(message, future))
-            self._wake.notify()
+            if len(self._queue) == 1:
+                # The thread waits only on an empty queue; a longer one it will find.
+                self._wake.notify()
 
     def close(self) -> None:
         """Commit what is queued, checkpoint the WAL into the database, stop the thread.

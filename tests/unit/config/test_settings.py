@@ -9,7 +9,7 @@ from pathlib import Path
 import platformdirs
 import pytest
 
-from messengerd.commands.config import add_parser as add_config_parser
+from messengerd import cli
 from messengerd.commands.exits import EXIT_OK, EXIT_USAGE, UsageError
 from messengerd.commands.run import daemon_config
 from messengerd.config.options import DaemonConfig
@@ -272,7 +272,7 @@ def test_sink_problems_name_the_sink_by_position_and_line():
         "messengerd.toml:14: key 'sink[4]': a forward sink needs 'host', or 'to' to look up "
         "by name",
         "messengerd.toml:16: key 'sink[4].hots': unknown key (known: host, to, via, port, "
-        "datagram_port, name_port, broadcast, codepage, fromname, timeout)",
+        "datagram_port, name_port, broadcast, codepage, fromname, timeout, concurrency, queue)",
         # A retired kind (0.1's "notify") is still checked, and not offered.
         "messengerd.toml:20: key 'sink[5].queue': must be 1 or more, not 0",
         "messengerd.toml:22: key 'sink[6]': a [[sink]] needs a type (console | command | forward)",
@@ -418,10 +418,7 @@ def test_a_bad_codepage_flag_is_a_usage_error():
 
 
 def config_check(capsys, *argv: str) -> tuple[int, str, str]:
-    parser = argparse.ArgumentParser(prog="messengerd")
-    add_config_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["config", "check", *argv])
-    code = args.handler(args)
+    code = cli.main(["config", "check", *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -441,7 +438,7 @@ def test_config_check_names_each_bad_key_and_line_and_exits_2(tmp_path, capsys):
     assert err.splitlines() == [
         f"messengerd: {path}:3: key 'daemon.sesion_port': unknown key (known: bind, broadcast, "
         "name_port, datagram_port, session_port, rpc_port, rpc, aliases, workgroups, codepage, "
-        "data_dir, store, control_group, backend, interfaces)",
+        "data_dir, store, control_group, backend, session_idle_timeout, interfaces)",
         f"messengerd: {path}:4: key 'daemon.store': must be true or false, not a string",
     ]
 

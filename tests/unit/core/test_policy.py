@@ -7,14 +7,8 @@ import logging
 import pytest
 
 from messengerd.core.message import Message
-from messengerd.core.policy import (
-    DEFAULT_RATE_BURST,
-    MAX_REFUSAL_LOG_LINES,
-    REFUSAL_LOG_INTERVAL,
-    Policy,
-    Reason,
-    peer_host,
-)
+from messengerd.core.policy import DEFAULT_RATE_BURST, Policy, Reason, peer_host
+from messengerd.core.ratelog import MAX_SUMMARY_LINES, SUMMARY_INTERVAL
 
 
 class Clock:
@@ -160,15 +154,16 @@ def test_tracked_sources_are_bounded_least_recently_seen_forgotten():
 def test_refusals_are_logged_once_per_interval_per_source_with_a_count(caplog):
     clock = Clock()
     policy = Policy(deny_sources=["192.0.2.0/24"], rate_limit=30, clock=clock)
-    with caplog.at_level(logging.WARNING, logger="messengerd.core.policy"):
+    with caplog.at_level(logging.INFO, logger="messengerd.core.policy"):
         for _ in range(50):
-            policy.check(message(sender="SPAM"))
-        clock.now += REFUSAL_LOG_INTERVAL
+            policy.check(message(sender="SPAM\x1b[2J"))
+        clock.now += SUMMARY_INTERVAL
         policy.check(message(sender="SPAM"))
     lines = [record.getMessage() for record in caplog.records]
     assert lines == [
-        "refused 1 message(s) from 192.0.2.7 (last from 'SPAM'): denied source",
-        "refused 50 message(s) from 192.0.2.7 (last from 'SPAM'): denied source",
+        "message refused (denied source) from 192.0.2.7: From SPAM<ESC>[2J",
+        "49 more from 192.0.2.7 within 60 s: "
+        "message refused (denied source) x49 (last: From SPAM<ESC>[2J)",
     ]
     assert policy.counters[Reason.DENIED_SOURCE] == 51
 
@@ -176,14 +171,18 @@ def test_refusals_are_logged_once_per_interval_per_source_with_a_count(caplog):
 def test_a_flood_from_many_sources_logs_a_bounded_number_of_lines(caplog):
     clock = Clock()
     policy = Policy(deny_sources=["10.0.0.0/8"], clock=clock)
-    with caplog.at_level(logging.WARNING, logger="messengerd.core.policy"):
+    with caplog.at_level(logging.INFO, logger="messengerd.core.policy"):
         for host in range(1000):
             policy.check(message(peer=f"10.0.{host // 256}.{host % 256}:138"))
-        clock.now += REFUSAL_LOG_INTERVAL
+        clock.now += SUMMARY_INTERVAL
         policy.check(message(peer="10.9.9.9:138"))
     lines = [record.getMessage() for record in caplog.records]
-    assert len(lines) == MAX_REFUSAL_LOG_LINES + 2
-    assert lines[-2] == f"refused {1000 - MAX_REFUSAL_LOG_LINES} more message(s) from other sources"
+    assert len(lines) == MAX_SUMMARY_LINES + 2
+    assert lines[-2].startswith(
+        f"{1000 - MAX_SUMMARY_LINES} more from other peers within 60 s: "
+        f"message refused (denied source) x{1000 - MAX_SUMMARY_LINES} "
+        "(last: 10.0.3.231: From ADMIN)"
+    )
     assert policy.refused == 1001
 
 
