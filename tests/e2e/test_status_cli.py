@@ -58,6 +58,7 @@ def test_status_shows_aliases_ports_counts_and_store(daemon):
         f"listening   127.0.0.1: name {ports['name']}/udp, datagram {ports['datagram']}/udp, "
         f"session {ports['session']}/tcp, rpc {rpc_port}/udp; broadcast 127.255.255.255",
         "aliases     BOB",
+        "names on    subnet 127.0.0.1/8: BOB",
         "received    1 message",
         "refused     2 messages: denied sender 2",
         lines[-3],
