@@ -1,6 +1,6 @@
 """The load generator: a separate process that plays many Messenger senders on loopback.
 
-`python bench/load.py session|mailslot|hold ...` prints one JSON object with what it measured.
+`python bench/load.py session|mailslot|rpc|hold ...` prints one JSON object with what it measured.
 It runs apart from bench/run.py so that the receiver under test and the senders are scheduled
 as two processes, and its CPU time is reported on its own (PROTOCOL.md §3-§5 for the bytes).
 `probe()` (one D0 message, blocking) is what bench/run.py's start-up part sends.
@@ -16,12 +16,14 @@ import socket
 import struct
 import sys
 import time
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from scapy.layers.smb import SMB_Header
 
 from messengerd.core.limits import MAX_SESSIONS_PER_SOURCE
-from messengerd.wire import nbss, smb
+from messengerd.wire import nbss, rpc, smb
 from messengerd.wire.datagram import build_mailslot_datagrams
 from messengerd.wire.layers.smb import (
     SMBSendEndMBMessageRequest,
@@ -327,6 +329,32 @@ def mailslot_load(args: argparse.Namespace) -> dict:
     )
     if built != [mailslot_datagram(head, 5, text)]:
         raise SystemExit("mailslot template is wrong")
+
+    def datagram(number: int, text: bytes) -> bytes:
+        return mailslot_datagram(head, number, text)
+
+    return paced(args, datagram)
+
+
+def rpc_load(args: argparse.Namespace) -> dict:
+    """NetrSendMessage calls at each rate in `rates`, one datagram each, every call a new
+    activity as separate senders make them (IDEMPOTENT|NOFACK, as 2003's spam tools sent
+    them); the responses are not read."""
+    recipient = args.recipient.encode("ascii")
+
+    def datagram(number: int, text: bytes) -> bytes:
+        act_id = uuid.UUID(int=number + 1)
+        (call,) = rpc.build_netr_send_message_call(
+            SENDER, recipient, text, act_id=act_id, flags1=rpc.PF_IDEMPOTENT | rpc.PF_NOFACK
+        )
+        return call
+
+    return paced(args, datagram)
+
+
+def paced(args: argparse.Namespace, datagram: Callable[[int, bytes], bytes]) -> dict:
+    """`datagram(number, text)` sent at each rate in `rates` for `seconds`, paced every
+    millisecond; what was sent at each rate."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     steps = []
     number = 0
@@ -340,7 +368,7 @@ def mailslot_load(args: argparse.Namespace) -> dict:
             due = min(total, int((time.perf_counter() - started) * rate) + 1)
             while sent < due:
                 text = message_text(tag, sent, args.text_bytes)
-                sock.sendto(mailslot_datagram(head, number, text), (LOOPBACK, args.port))
+                sock.sendto(datagram(number, text), (LOOPBACK, args.port))
                 number += 1
                 sent += 1
             time.sleep(0.001)
@@ -418,6 +446,10 @@ def build_parser() -> argparse.ArgumentParser:
     mailslot.add_argument("--rates", type=int, nargs="+", default=[1000, 2000, 4000])
     mailslot.add_argument("--seconds", type=float, default=2.0, help="per rate")
     mailslot.add_argument("--pause", type=float, default=1.0, help="between rates")
+    rpc_mode = modes.add_parser("rpc", help="NetrSendMessage calls (UDP) at paced rates")
+    rpc_mode.add_argument("--rates", type=int, nargs="+", default=[1000, 2000, 4000])
+    rpc_mode.add_argument("--seconds", type=float, default=2.0, help="per rate")
+    rpc_mode.add_argument("--pause", type=float, default=1.0, help="between rates")
     hold = modes.add_parser("hold", help="hold idle sessions open until stdin closes")
     hold.add_argument("--count", type=int, default=1000)
     return parser
@@ -430,6 +462,8 @@ def main() -> None:
         _emit(asyncio.run(session_load(args)))
     elif args.mode == "mailslot":
         _emit(mailslot_load(args))
+    elif args.mode == "rpc":
+        _emit(rpc_load(args))
     else:
         asyncio.run(hold_sessions(args))
 

@@ -19,7 +19,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO))  # tests.daemon_process, when run as `python bench/run.py`
 
-from tests.daemon_process import READY  # noqa: E402
+from tests.daemon_process import READY, ready_ports  # noqa: E402
 
 LOOPBACK = "127.0.0.1"
 BROADCAST = "127.255.255.255"
@@ -230,7 +230,7 @@ class Receiver:
             self.refusals += "refused a message" in line
             match = READY.search(line)
             if match and not self._ready.is_set():
-                self.ports = {k: int(match[k]) for k in ("name", "datagram", "session")}
+                self.ports = ready_ports(match)
                 self.ready_seconds = time.perf_counter() - self.started
                 self._ready.set()
         self._ready.set()

@@ -246,22 +246,24 @@ def _other_rows(results: dict) -> list[str]:
         lines.append(
             f"| peak RSS after a session round, with inbox | {stored['peak_mb']:.1f} MiB |"
         )
-    mailslot = results.get("mailslot")
-    if mailslot:
+    for key, what in (("mailslot", "mailslot datagrams"), ("rpc", "RPC NetrSendMessage calls")):
+        paced = results.get(key)
+        if not paced:
+            continue
         best = max(
-            (step for step in mailslot["steps"] if step["loss_pct"] < 1.0),
+            (step for step in paced["steps"] if step["loss_pct"] < 1.0),
             key=lambda step: step["rate"],
             default=None,
         )
         steps = "; ".join(
             f"{s['offered']}/s: {s['received']} of {s['sent']} ({s['loss_pct']:.1f}% lost)"
-            for s in mailslot["steps"]
+            for s in paced["steps"]
         )
         best_text = f"{best['rate']:.0f} msgs/s" if best else "none under 1% loss"
         lines.append(
-            f"| mailslot datagrams with inbox, best rate under 1% loss | {best_text} ({steps}; "
-            f"kernel drops {mailslot['kernel_drops']}, inbox refusals "
-            f"{mailslot['inbox_refusals']}) |"
+            f"| {what} with inbox, best rate under 1% loss | {best_text} ({steps}; "
+            f"kernel drops {paced['kernel_drops']}, inbox refusals "
+            f"{paced['inbox_refusals']}) |"
         )
     sustained = results.get("mailslot_sustained")
     if sustained:

@@ -319,14 +319,20 @@ def bench_fsync(work: Path, plan: Plan) -> dict:
 
 
 def bench_mailslot(
-    work: Path, name: str, plan: Plan, rates: tuple[int, ...], seconds: float
+    work: Path,
+    name: str,
+    plan: Plan,
+    rates: tuple[int, ...],
+    seconds: float,
+    mode: str = "mailslot",
 ) -> dict:
-    """Direct mailslot datagrams at paced `rates`, `seconds` each, to a receiver with its
-    inbox; what it printed per rate, and per second of receive time."""
+    """Direct mailslot datagrams (or with `mode` "rpc", NetrSendMessage calls) at paced
+    `rates`, `seconds` each, to a receiver with its inbox; what it printed per rate, and per
+    second of receive time."""
     with Receiver(work / name) as receiver:
-        port = receiver.wait_ready().ports["datagram"]
+        port = receiver.wait_ready().ports["datagram" if mode == "mailslot" else "rpc"]
         sent = run_load(
-            "--port", str(port), "--tag", "dg", "mailslot",
+            "--port", str(port), "--tag", "dg", mode,
             "--rates", *map(str, rates),
             "--seconds", str(seconds), "--pause", str(plan.settle),
         )  # fmt: skip
@@ -501,6 +507,10 @@ def main() -> int:
         part(
             "mailslot_sustained", "mailslot sustained", bench_mailslot, work,
             "mailslot-sustained", plan, (plan.sustained_rate,), plan.sustained_seconds,
+        )  # fmt: skip
+        part(
+            "rpc", "rpc", bench_mailslot, work, "rpc", plan,
+            plan.mailslot_rates, plan.mailslot_seconds, "rpc",
         )  # fmt: skip
         if args.profile:
             messages = 2 * plan.messages

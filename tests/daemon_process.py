@@ -21,8 +21,15 @@ NOBODY = 65534
 
 READY = re.compile(
     r"listening on (?P<bind>\S+): name (?P<name>\d+)/udp, datagram (?P<datagram>\d+)/udp, "
-    r"session (?P<session>\d+)/tcp"
+    r"session (?P<session>\d+)/tcp(?:, rpc (?P<rpc>\d+)/udp)?"
 )
+
+
+def ready_ports(match: re.Match[str]) -> dict[str, int]:
+    """The ports a ready line names: name, datagram, session, and rpc when it listens."""
+    return {key: int(value) for key, value in match.groupdict().items() if key != "bind" and value}
+
+
 START_TIMEOUT = 20.0
 
 
@@ -88,7 +95,7 @@ class DaemonProcess:
                 self.log.append(line.rstrip("\n"))
                 match = READY.search(line)
                 if match:
-                    self.ports = {k: int(match[k]) for k in ("name", "datagram", "session")}
+                    self.ports = ready_ports(match)
                     ready.set()
             ready.set()
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import need, need_tool
-from tests.daemon_process import READY
+from tests.daemon_process import READY, ready_ports
 
 WAIT = 15.0
 """Seconds to wait for a window, a process or a tray to appear; never reached when it works."""
@@ -291,7 +291,7 @@ class Tray:
             for line in self.process.stderr:
                 self.log.append(line.rstrip("\n"))
                 if match := READY.search(line):
-                    self.ports = {key: int(match[key]) for key in ("name", "datagram", "session")}
+                    self.ports = ready_ports(match)
                     ready.set()
             ready.set()
 
