@@ -158,7 +158,9 @@ def test_unit_serves_smbclient_on_ports_137_to_139_inside_its_sandbox(
     command, env = sandboxed(deployment, restrict_af, service_user, data_dir)
     command = ["ip", "netns", "exec", hosts.server, *command]
     with DaemonProcess(data_dir=data_dir, command=command, env=env) as daemon:
-        assert daemon.ports == {"name": 137, "datagram": 138, "session": 139}, daemon.log
+        assert daemon.ports == {"name": 137, "datagram": 138, "session": 139, "rpc": 135}, (
+            daemon.log
+        )
         assert any("session 139/tcp, rpc 135/udp" in line for line in daemon.log), daemon.log
         # The daemon really is in the sandbox the unit describes.
         status = proc_status(daemon.process.pid)
