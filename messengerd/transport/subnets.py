@@ -14,8 +14,9 @@ A conflict is per subnet: another node holding a name on one subnet takes it the
 NetMessageNameAdd is the exception, and is all-or-nothing: its caller gets one answer, and
 "added" while some subnet's node holds the name would send that subnet's `net send NAME` to
 the other node while the caller believes the alias works; so an add that any subnet objects
-to fails with NERR_DuplicateName and is released where it had succeeded (as Windows' NetBT
-rolled an NCBADDNAME back on every LANA when one refused it). At start, and on an interface
+to fails with NERR_DuplicateName and is released where it had succeeded (what Windows'
+Messenger did across its LANAs is not confirmed; this is the answer a caller can rely on).
+At start, and on an interface
 that appears later, there is no caller to tell: the name is dropped on the objecting subnet
 alone, logged, and shown by `names info` and `status`; only a name no subnet accepts leaves
 the table.
