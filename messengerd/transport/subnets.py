@@ -16,10 +16,9 @@ NetMessageNameAdd is the exception, and is all-or-nothing: its caller gets one a
 the other node while the caller believes the alias works; so an add that any subnet objects
 to fails with NERR_DuplicateName and is released where it had succeeded (what Windows'
 Messenger did across its LANAs is not confirmed; this is the answer a caller can rely on).
-At start, and on an interface
-that appears later, there is no caller to tell: the name is dropped on the objecting subnet
-alone, logged, and shown by `names info` and `status`; only a name no subnet accepts leaves
-the table.
+At start, and on an interface that appears later, there is no caller to tell: the name is
+dropped on the objecting subnet alone, logged, and shown by `names info` and `status`; only
+a name no subnet accepts leaves the table.
 
 A registration broadcast that cannot be sent (no route: "Network is unreachable") is not a
 registration: the name is not answered for on that subnet, and the log says which.
