@@ -288,19 +288,15 @@ class Daemon:
         except NetbiosUnavailable as exc:
             raise ListenError(str(exc)) from None
         self._netbios = NetbiosBackend(api, directory, self.accept, codepage=self.config.codepage)
+        # The names stay in the table while they are added, so a message to one is taken,
+        # not refused; NetBT answers name queries for them. Those it could not add go.
         names = self.aliases.names()
-        for name in names:
-            self.aliases.remove(name)
-        # As with registration: a message to a name still being added is taken, not refused.
-        self._registering.update(names)
         try:
             added = await self._netbios.start(names)
         except NetbiosBackendError as exc:
             raise ListenError(str(exc)) from None
-        finally:
-            self._registering.difference_update(names)
-        for name in added:
-            self.aliases.add(name.text(self.config.codepage))
+        for name in set(names) - set(added):
+            self.aliases.remove(name)
         lanas = ", ".join(str(lana.number) for lana in self._netbios.lanas)
         return f"through the NetBIOS API on LANA {lanas}"
 

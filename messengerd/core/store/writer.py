@@ -42,9 +42,10 @@ CHECKPOINT_INTERVAL = 0.5
 moment nothing is queued: between messages, not inside the COMMIT of some sender's message.
 At 2,000 messages a second the WAL holds a few MiB in between."""
 
-CHECKPOINT_BACKSTOP_PAGES = 16_000
-"""WAL pages (about 64 MiB) at which a COMMIT checkpoints itself, should a long burst leave
-the writer no idle moment."""
+CHECKPOINT_BACKSTOP_PAGES = 4_096
+"""WAL pages (16 MiB) at which a COMMIT checkpoints itself, should a long burst leave the
+writer no idle moment: the one sender whose COMMIT crosses it waits for the copy, and the
+WAL never holds the store much past its max_size_mb."""
 
 JOIN_TIMEOUT = 30.0
 """Seconds close() waits for the thread to commit what is queued and stop."""
