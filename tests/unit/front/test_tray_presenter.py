@@ -10,13 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from messengerd.background import DaemonThread, LocalAliases
-from messengerd.config.options import DaemonConfig
 from messengerd.core import lmerr
 from messengerd.core.lmerr import NetError
 from messengerd.core.message import Message
 from messengerd.core.store.inbox import Inbox, StoredMessage
-from messengerd.daemon import Daemon
 from messengerd.tray.attach import ControlAliases, message_from_json
 from messengerd.tray.icon import badge_box, badge_text, draw_icon, read_badge
 from messengerd.tray.presenter import (
@@ -274,52 +271,6 @@ def test_without_an_inbox_the_tray_keeps_count_itself():
     assert presenter.unread == 2
     assert [e.message.text for e in presenter.history("m 1")] == ["m 1"]
     assert first_line("\n\n  second\nthird") == "second"
-
-
-@pytest.fixture
-def daemon(tmp_path):
-    """A real daemon on free loopback ports, run as `tray --standalone` runs it."""
-    config = DaemonConfig(
-        bind="127.0.0.1",
-        broadcast="127.255.255.255",
-        name_port=0,
-        datagram_port=0,
-        session_port=0,
-        rpc_port=0,
-        aliases=["BOB"],
-        data_dir=tmp_path,
-    )
-    runner = DaemonThread(Daemon(config))
-    runner.start()
-    yield runner
-    runner.stop()
-
-
-def test_alias_errors_come_out_as_words(daemon, tmp_path):
-    for backend in (LocalAliases(daemon), ControlAliases(tmp_path)):
-        presenter = Presenter(aliases=backend, traits=XORG)
-        assert presenter.alias_names() == (["BOB"], None)
-        assert presenter.add_alias("bob") == (
-            "Cannot add bob: This message alias already exists locally. "
-            f"(NERR_AlreadyExists {lmerr.NERR_AlreadyExists})"
-        )
-        assert presenter.remove_alias("NOBODY") == (
-            "Cannot remove NOBODY: The name is not on the local computer. "
-            f"(NERR_NotLocalName {lmerr.NERR_NotLocalName})"
-        )
-        too_long = presenter.add_alias("A" * 20)
-        assert too_long.startswith("Cannot add " + "A" * 20 + ": The parameter is incorrect. (")
-        assert too_long.endswith(f"(ERROR_INVALID_PARAMETER {lmerr.ERROR_INVALID_PARAMETER})")
-        assert presenter.add_alias("  ") == "Cannot add an alias: type a name first."
-
-
-def test_aliases_added_and_removed_through_the_tray_reach_the_daemon(daemon, tmp_path):
-    presenter = Presenter(aliases=ControlAliases(tmp_path), traits=XORG)
-    assert presenter.add_alias("carol") is None
-    assert presenter.alias_names() == (["BOB", "CAROL"], None)
-    assert [info.name for info in daemon.daemon.aliases.enum().entries] == ["BOB", "CAROL"]
-    assert presenter.remove_alias("BOB") is None
-    assert Presenter(aliases=LocalAliases(daemon)).alias_names() == (["CAROL"], None)
 
 
 def test_no_daemon_is_said_in_words(tmp_path):

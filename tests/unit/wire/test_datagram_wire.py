@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import struct
-import subprocess
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
 from scapy.layers.netbios import NBTDatagram
 from scapy.layers.smb import SMB_Header, SMBMailslot_Write
-from scapy.packet import Raw
-from scapy.utils import wrpcap
 
 from messengerd.core.limits import MAX_DATAGRAM_BYTES, MAX_FIELD_BYTES, MAX_TEXT_BYTES
 from messengerd.wire.datagram import (
     BROADCAST,
     DATAGRAM_NEGATIVE_QUERY_RESPONSE,
     DATAGRAM_QUERY_REQUEST,
-    DESTINATION_NAME_NOT_PRESENT,
     DIRECT_GROUP,
     DIRECT_UNIQUE,
     FLAG_FIRST,
@@ -44,7 +38,6 @@ from messengerd.wire.datagram import (
 from messengerd.wire.errors import WireError
 from messengerd.wire.layers.datagram import NBTDatagramError
 from messengerd.wire.names import NetBIOSName
-from tests.conftest import need_tool
 
 ALICE = NetBIOSName(b"ALICE")
 BOB = NetBIOSName(b"BOB")
@@ -439,48 +432,6 @@ def test_builder_refuses_a_host_name_for_source_ip() -> None:
 def test_builder_refuses_nul_inside_a_field() -> None:
     with pytest.raises(WireError):
         build_messenger_payload(b"AL\x00ICE", b"BOB", b"Hi")
-
-
-def test_tshark_dissects_built_datagrams_as_messngr_mailslot_writes(tmp_path) -> None:
-    tshark = need_tool("tshark", "tshark")
-    datagrams = [
-        ALICE_TO_BOB_HI,
-        win98_variant(ALICE_TO_BOB_HI),
-        *alice_to_bob(b"Hello from a scope", source_name=NetBIOSName(b"ALICE", 3, b"corp.lan")),
-        *alice_to_bob(b"everyone", msg_type=BROADCAST, destination_name=NetBIOSName(b"*")),
-    ]
-    frames = [
-        Ether() / IP(src="10.0.0.1", dst="10.0.0.255") / UDP(sport=138, dport=138) / Raw(raw)
-        for raw in datagrams
-    ]
-    capture = tmp_path / "messngr.pcap"
-    wrpcap(str(capture), frames)
-
-    result = subprocess.run(
-        [tshark, "-n", "-r", str(capture), "-V"], capture_output=True, text=True, check=True
-    )
-
-    assert "Malformed" not in result.stdout
-    assert "Expert Info" not in result.stdout
-    assert result.stdout.count("SMB MailSlot Protocol") == len(datagrams)
-    assert result.stdout.count("Mailslot Name: \\MAILSLOT\\MESSNGR") == len(datagrams)
-    assert "ALICE<03>.corp.lan" in result.stdout
-
-
-def test_tshark_reads_our_error_datagram(tmp_path) -> None:
-    tshark = need_tool("tshark", "tshark")
-    raw = bytes(
-        NBTDatagramError(DgmID=7, SourceIP="10.0.0.1", ErrorCode=DESTINATION_NAME_NOT_PRESENT)
-    )
-    capture = tmp_path / "error.pcap"
-    wrpcap(str(capture), [Ether() / IP() / UDP(sport=138, dport=138) / Raw(raw)])
-
-    result = subprocess.run(
-        [tshark, "-n", "-r", str(capture), "-V"], capture_output=True, text=True, check=True
-    )
-
-    assert "Error code: Destination name not present (0x82)" in result.stdout
-    assert "Malformed" not in result.stdout
 
 
 def test_scapy_smb_layers_build_our_mailslot_write() -> None:

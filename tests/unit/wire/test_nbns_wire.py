@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import struct
-import subprocess
 
 import pytest
-from scapy.layers.inet import IP, UDP
-from scapy.layers.l2 import Ether
-from scapy.packet import Raw
-from scapy.utils import wrpcap
 
 from messengerd.decode.capture import read_segments
 from messengerd.wire.errors import WireError
@@ -68,7 +63,6 @@ from messengerd.wire.nbns import (
     node_status_capacity,
     parse_nbns,
 )
-from tests.conftest import need_tool
 
 BOB = NetBIOSName(b"BOB", 0x03)
 BOB_ENCODED = b"\x20ECEPECCACACACACACACACACACACACAAD\x00"
@@ -516,44 +510,3 @@ def test_nmbd_query_answers_parse(capture):
     assert answer == QueryResponse(
         query.trn_id, 0x8580, NetBIOSName(b"RECVR", 0x03), 259200, (AddressEntry(0, "192.0.2.1"),)
     )
-
-
-# --- tshark ----------------------------------------------------------------------------------
-
-
-def test_tshark_dissects_our_packets_without_complaint(tmp_path):
-    tshark = need_tool("tshark", "tshark")
-    names = [
-        NodeName(NetBIOSName(b"RECVR", 0x03), NAME_FLAG_ACT),
-        NodeName(NetBIOSName(b"BOB", 0x03), NAME_FLAG_ACT),
-        NodeName(WORKGROUP, NAME_FLAG_ACT | NB_FLAG_G),
-    ]
-    packets = [data for data, _, _ in BUILT.values()]
-    packets.append(build_node_status_response(0x20A8, WILDCARD, names, unit_id=MAC))
-    path = tmp_path / "nbns.pcap"
-    wrpcap(
-        str(path),
-        [
-            Ether() / IP(src="192.0.2.7", dst="192.0.2.1") / UDP(sport=137, dport=137) / Raw(data)
-            for data in packets
-        ],
-    )
-    verbose = subprocess.run(
-        [tshark, "-n", "-r", str(path), "-V"], capture_output=True, text=True, check=True
-    ).stdout
-    assert "Malformed" not in verbose
-    assert "Expert Info" not in verbose
-    fields = subprocess.run(
-        [
-            tshark, "-n", "-r", str(path), "-Y", "nbns.number_of_names == 3",
-            "-T", "fields", "-e", "nbns.data_length", "-e", "nbns.netbios_name",
-            "-e", "nbns.name_flags", "-e", "nbns.unit_id",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\t")  # fmt: skip
-    assert fields[0] == str(18 * 3 + 47)
-    assert fields[1] == "RECVR,BOB,WORKGROUP"
-    assert fields[2] == "0x0400,0x0400,0x8400"
-    assert fields[3].strip() == "00:1c:c4:10:79:0f"

@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import pytest
 from scapy.compat import raw
-from scapy.layers.inet import IP, TCP
 from scapy.layers.netbios import NBTSession
 from scapy.layers.smb import SMB_Header
 from scapy.packet import Raw
-from scapy.utils import wrpcap
 
 from messengerd.decode.capture import read_segments
 from messengerd.wire import layers, nbss, smb
@@ -259,41 +254,3 @@ def test_smb_of_refuses_a_session_message_without_an_smb1_header():
         layers.smb.smb_of(layers.nbss.parse_frame(b"\x00\x00\x00\x04\xfeSMB"))
     with pytest.raises(WireError):
         layers.smb.smb_of(layers.nbss.parse_frame(b"\x00\x00\x00\x06\xffSMB\xd0\x00"))
-
-
-def test_tshark_reads_the_frames_we_build(tmp_path):
-    tshark = shutil.which("tshark")
-    if tshark is None:
-        pytest.skip("tshark not installed; this cross-check is optional")
-    request = layers.nbss.parse_frame(PROTOCOL_MD_D0)[SMB_Header]
-    start = request_header() / layers.smb.SMBSendStartMBMessageRequest(
-        OriginatorName=b"ALICE", DestinationName=b"BOB"
-    )
-    frames = [
-        PROTOCOL_MD_D0,
-        nbss.session_message(layers.smb.success_reply(request)),
-        nbss.session_message(start),
-        nbss.session_message(layers.smb.success_reply(start, 5)),
-        nbss.session_message(
-            request_header()
-            / layers.smb.SMBSendTextMBMessageRequest(MessageGroupId=5, Data=b"x" * 128)
-        ),
-        nbss.session_message(layers.smb.error_reply(request, smb.ERROR_NO_ROOM)),
-    ]
-    packets = [
-        IP(src="192.0.2.1", dst="192.0.2.2") / TCP(sport=40000, dport=139, flags="PA") / frame
-        for frame in frames
-    ]
-    path = tmp_path / "built.pcap"
-    wrpcap(str(path), packets)
-    out = subprocess.run(
-        [tshark, "-n", "-r", str(path), "-o", "tcp.analyze_sequence_numbers:FALSE"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    assert "Malformed" not in out
-    assert "Send Single Block Message Request" in out
-    assert "Send Start of Multi-block Message Response" in out
-    assert "Send Text of Multi-block Message Request" in out
