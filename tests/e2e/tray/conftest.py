@@ -225,6 +225,47 @@ def running_trayer(x: X, x_env: dict[str, str]) -> Iterator[subprocess.Popen]:
         yield process
 
 
+LXPANEL_PROFILE = """Global {
+  edge=bottom
+  align=left
+  widthtype=percent
+  width=100
+  height=26
+  iconsize=24
+  setdocktype=1
+}
+Plugin {
+  type=space
+  expand=1
+  Config {
+    Size=2
+  }
+}
+Plugin {
+  type=tray
+  Config {
+  }
+}
+"""
+"""A panel as LXDE's desktop has it: a spacer, then the system tray (lxpanel's `tray`
+plugin), 24-pixel icons."""
+
+
+@contextlib.contextmanager
+def running_lxpanel(x: X, x_env: dict[str, str], config: Path) -> Iterator[subprocess.Popen]:
+    """LXDE's panel with its own system tray, on a session bus of its own, until stopped."""
+    lxpanel = need_tool("lxpanel", "lxpanel")
+    session = need_tool("dbus-run-session", "dbus-bin")
+    panels = config / "lxpanel" / "messengerd-test" / "panels"
+    panels.mkdir(parents=True, exist_ok=True)
+    (panels / "panel").write_text(LXPANEL_PROFILE)
+    env = dict(x_env, XDG_CONFIG_HOME=str(config))
+    with started([session, "--", lxpanel, "--profile", "messengerd-test"], env) as process:
+        wait_for(lambda: tray_owner(x), "lxpanel's tray to own the system tray")
+        wait_for(lambda: x.find("--class", "lxpanel"), "lxpanel's panel to be mapped")
+        yield process
+
+
 @pytest.fixture
 def system_tray(x, x_env) -> Iterator[subprocess.Popen]:
     """trayer: a stand-alone system tray, so the icon has somewhere to dock."""

@@ -16,6 +16,7 @@ from tests.e2e.tray.conftest import (
     TRAY_HEIGHT,
     badge_box_on_screen,
     docked_icon,
+    running_lxpanel,
     running_tray,
     running_trayer,
     wait_for,
@@ -84,3 +85,28 @@ def test_the_icon_comes_back_whole_when_the_tray_restarts(x, x_env, tmp_path):
                 assert read_badge(screen.crop(badge_box_on_screen(x, icon))) == str(
                     3 * (restart + 1)
                 )
+
+
+@pytest.mark.interop
+def test_the_icon_stays_whole_in_a_desktop_panels_own_tray(x, x_env, tmp_path):
+    # LXDE's panel embeds tray icons itself, as a desktop's panel does, not trayer's way.
+    with (
+        running_lxpanel(x, x_env, tmp_path / "config"),
+        running_tray(x_env, tmp_path / "data", "--no-popup") as tray,
+    ):
+        icon = docked_icon(x, tray)
+        size = x.size(icon)
+        assert min(size) >= 16, size
+        sizes = set()
+        for n in range(BURST):
+            tray.send(f"burst {n}")
+            sizes.add(x.size(icon))
+            time.sleep(0.02)
+        wait_for(lambda: tray.unread() == BURST, f"the {BURST} messages", log=tray.log)
+        time.sleep(SETTLE)
+        sizes.add(x.size(icon))
+        assert sizes == {size}, "the icon's window never changed size"
+        assert icon_is_whole(x, icon, size), "still embedded in lxpanel's tray, on screen"
+        screen = x.screenshot()
+        screen.save(tmp_path / "lxpanel.png")
+        assert read_badge(screen.crop(badge_box_on_screen(x, icon))) == "9+"
