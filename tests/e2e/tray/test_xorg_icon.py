@@ -33,6 +33,19 @@ def icon_is_whole(x, icon: int, size: tuple[int, int]) -> bool:
     return x.size(icon) == size and x.parent(icon) != x.root.id and x.viewable(icon)
 
 
+def sizes_through_a_burst(x, tray, icon: int) -> set[tuple[int, int]]:
+    """Every size the icon's window had while BURST messages arrived, and after them."""
+    sizes = set()
+    for n in range(BURST):
+        tray.send(f"burst {n}")
+        sizes.add(x.size(icon))
+        time.sleep(0.02)
+    wait_for(lambda: tray.unread() == BURST, f"the {BURST} messages", log=tray.log)
+    time.sleep(SETTLE)
+    sizes.add(x.size(icon))
+    return sizes
+
+
 @pytest.mark.interop
 def test_the_icon_keeps_its_size_through_a_burst_of_messages(x, x_env, system_tray, tmp_path):
     with running_tray(x_env, tmp_path, "--no-popup") as tray:
@@ -40,15 +53,7 @@ def test_the_icon_keeps_its_size_through_a_burst_of_messages(x, x_env, system_tr
         size = x.size(icon)
         assert size[1] == TRAY_HEIGHT - 2 or size[1] == TRAY_HEIGHT, size
         assert size[0] >= size[1] - 2, "a whole icon, not a sliver"
-        sizes = set()
-        for n in range(BURST):
-            tray.send(f"burst {n}")
-            sizes.add(x.size(icon))
-            time.sleep(0.02)
-        wait_for(lambda: tray.unread() == BURST, f"the {BURST} messages", log=tray.log)
-        time.sleep(SETTLE)
-        sizes.add(x.size(icon))
-        assert sizes == {size}, "the icon's window never changed size"
+        assert sizes_through_a_burst(x, tray, icon) == {size}, "the icon never changed size"
         assert icon_is_whole(x, icon, size), "still embedded in trayer and on screen"
         assert x.find("--classname", "messengerdSystemTrayIcon") == [icon], "one icon, the same"
 
@@ -97,15 +102,7 @@ def test_the_icon_stays_whole_in_a_desktop_panels_own_tray(x, x_env, tmp_path):
         icon = docked_icon(x, tray)
         size = x.size(icon)
         assert min(size) >= 16, size
-        sizes = set()
-        for n in range(BURST):
-            tray.send(f"burst {n}")
-            sizes.add(x.size(icon))
-            time.sleep(0.02)
-        wait_for(lambda: tray.unread() == BURST, f"the {BURST} messages", log=tray.log)
-        time.sleep(SETTLE)
-        sizes.add(x.size(icon))
-        assert sizes == {size}, "the icon's window never changed size"
+        assert sizes_through_a_burst(x, tray, icon) == {size}, "the icon never changed size"
         assert icon_is_whole(x, icon, size), "still embedded in lxpanel's tray, on screen"
         screen = x.screenshot()
         screen.save(tmp_path / "lxpanel.png")
